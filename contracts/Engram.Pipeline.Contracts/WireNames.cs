@@ -1,0 +1,22 @@
+namespace Engram.Pipeline.Contracts;
+
+/// <summary>Queue names and vocabulary of the wire contract, shared by every service.</summary>
+public static class WireNames
+{
+    /// <summary>The queue cloud ingest consumes <see cref="PushMutations"/> from.</summary>
+    public const string PushQueue = "engram-push";
+
+    /// <summary>The queue cloud ingest serves <see cref="PullMutations"/> from.</summary>
+    public const string PullQueue = "engram-pull";
+
+    /// <summary>The durable queue a device receives its replies and fan-out events on.</summary>
+    public static string DeviceQueue(string deviceId) => $"engram-device-{deviceId}";
+
+    /// <summary>The entity kinds a mutation may name.</summary>
+    public static readonly IReadOnlySet<string> Entities = new HashSet<string>(StringComparer.Ordinal)
+        { "session", "observation", "prompt", "relation" };
+
+    /// <summary>The operations a mutation may name.</summary>
+    public static readonly IReadOnlySet<string> Ops = new HashSet<string>(StringComparer.Ordinal)
+        { "upsert", "delete" };
+}

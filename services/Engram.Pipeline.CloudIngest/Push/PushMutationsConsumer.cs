@@ -1,0 +1,40 @@
+using Engram.Pipeline.Contracts;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace Engram.Pipeline.CloudIngest.Push;
+
+/// <summary>Ingests a pushed batch, replies to the pusher, and tells every device the log grew.</summary>
+public sealed partial class PushMutationsConsumer(PushIngestor ingestor, ILogger<PushMutationsConsumer> log)
+    : IConsumer<PushMutations>
+{
+    public async Task Consume(ConsumeContext<PushMutations> context)
+    {
+        var batch = context.Message;
+        switch (await ingestor.IngestAsync(batch, context.CancellationToken))
+        {
+            case PushOutcome.Accepted { Reply: var reply, NewRows: var newRows }:
+                LogAccepted(batch.TargetKey, batch.DeviceId, batch.PreviousLocalSeq, newRows,
+                    reply.Mappings.Count - newRows, reply.Rejected.Count, reply.Head);
+                await context.RespondAsync(reply);
+                if (newRows > 0)
+                {
+                    await context.Publish(new TargetAdvanced { TargetKey = reply.TargetKey, Head = reply.Head },
+                        context.CancellationToken);
+                }
+                break;
+            case PushOutcome.Refused { Reply: var refusal }:
+                LogRefused(batch.TargetKey, batch.DeviceId, batch.PreviousLocalSeq, refusal.Reason, refusal.Detail);
+                await context.RespondAsync(refusal);
+                break;
+        }
+    }
+
+    [LoggerMessage(LogLevel.Debug,
+        "Push {TargetKey}/{DeviceId} after {PreviousLocalSeq}: {NewRows} new, {Duplicates} duplicate, {Rejected} rejected, head {Head}")]
+    private partial void LogAccepted(string targetKey, string deviceId, long previousLocalSeq, int newRows,
+        int duplicates, int rejected, long head);
+
+    [LoggerMessage(LogLevel.Information, "Push {TargetKey}/{DeviceId} after {PreviousLocalSeq} refused: {Reason} ({Detail})")]
+    private partial void LogRefused(string? targetKey, string? deviceId, long previousLocalSeq, string reason, string detail);
+}

@@ -1,0 +1,133 @@
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device.Storage;
+using Microsoft.Data.Sqlite;
+
+namespace Engram.Pipeline.Device.Cursor;
+
+/// <summary>
+/// Records the cloud's answers on the device: local→cloud seq mappings, acked and rejected journal
+/// rows, and the unified cursor. Every answer may arrive twice, late or out of order; applying it
+/// again changes nothing, because each write is conditional on the state it moves from.
+/// </summary>
+public sealed class CursorService(DeviceDatabase database, DeviceIdentity identity, TimeProvider clock)
+{
+    /// <summary>Applies a PushAccepted in one transaction.</summary>
+    public async Task ApplyAcceptedAsync(PushAccepted reply, CancellationToken ct)
+    {
+        CheckAddressedToUs(reply.TargetKey, reply.DeviceId);
+        var now = DeviceDatabase.Timestamp(clock.GetUtcNow());
+        await using var connection = await database.OpenAsync(ct);
+        await using var transaction = connection.BeginTransaction();
+
+        await using (var map = Command(connection, transaction, """
+            INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq, synced_at)
+            VALUES ($target, $local, $cloud, $now)
+            ON CONFLICT (target_key, local_seq) DO NOTHING;
+            SELECT cloud_seq FROM sync_seq_mapping WHERE target_key = $target AND local_seq = $local;
+            """, ("$now", now)))
+        await using (var ack = Command(connection, transaction, """
+            UPDATE sync_mutations SET acked_at = $now
+            WHERE seq = $local AND target_key = $target AND source = 'local' AND acked_at IS NULL;
+            UPDATE entities SET cloud_seq = $cloud
+            WHERE target_key = $target AND local_seq = $local AND cloud_seq IS NULL;
+            """, ("$now", now)))
+        {
+            var local = map.Parameters.Add("$local", SqliteType.Integer);
+            var cloud = map.Parameters.Add("$cloud", SqliteType.Integer);
+            var ackLocal = ack.Parameters.Add("$local", SqliteType.Integer);
+            var ackCloud = ack.Parameters.Add("$cloud", SqliteType.Integer);
+            foreach (var mapping in reply.Mappings)
+            {
+                local.Value = ackLocal.Value = mapping.LocalSeq;
+                cloud.Value = ackCloud.Value = mapping.CloudSeq;
+                var stored = (long)(await map.ExecuteScalarAsync(ct))!;
+                if (stored != mapping.CloudSeq)
+                {
+                    throw new InvalidOperationException(
+                        $"The cloud maps local seq {mapping.LocalSeq} to cloud seq {mapping.CloudSeq}, but this device " +
+                        $"recorded {stored} before. The device database and the cloud disagree; refusing to change either.");
+                }
+                await ack.ExecuteNonQueryAsync(ct);
+            }
+        }
+
+        await using (var reject = Command(connection, transaction, """
+            UPDATE sync_mutations SET rejected_at = $now, reject_reason = $reason, reject_detail = $detail
+            WHERE seq = $local AND target_key = $target AND source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
+            """, ("$now", now)))
+        {
+            var local = reject.Parameters.Add("$local", SqliteType.Integer);
+            var reason = reject.Parameters.Add("$reason", SqliteType.Text);
+            var detail = reject.Parameters.Add("$detail", SqliteType.Text);
+            foreach (var rejection in reply.Rejected)
+            {
+                local.Value = rejection.LocalSeq;
+                reason.Value = rejection.Reason;
+                detail.Value = rejection.Detail;
+                await reject.ExecuteNonQueryAsync(ct);
+            }
+        }
+
+        await using (var state = Command(connection, transaction, """
+            INSERT INTO sync_state (target_key, cloud_head, updated_at) VALUES ($target, $head, $now)
+            ON CONFLICT (target_key) DO UPDATE SET
+                cloud_head = MAX(cloud_head, excluded.cloud_head), updated_at = excluded.updated_at;
+            """ + AdvanceCursorSql, ("$head", reply.Head), ("$now", now)))
+        {
+            await state.ExecuteNonQueryAsync(ct);
+        }
+        await transaction.CommitAsync(ct);
+    }
+
+    /// <summary>Keeps a whole-batch refusal where status can show it.</summary>
+    public async Task RecordRefusalAsync(PushRejected refusal, CancellationToken ct)
+    {
+        CheckAddressedToUs(refusal.TargetKey, refusal.DeviceId);
+        await using var connection = await database.OpenAsync(ct);
+        await using var transaction = connection.BeginTransaction();
+        await using var state = Command(connection, transaction, """
+            INSERT INTO sync_state (target_key, last_error, updated_at) VALUES ($target, $error, $now)
+            ON CONFLICT (target_key) DO UPDATE SET last_error = excluded.last_error, updated_at = excluded.updated_at
+            """, ("$error", $"{refusal.Reason}: {refusal.Detail}"), ("$now", DeviceDatabase.Timestamp(clock.GetUtcNow())));
+        await state.ExecuteNonQueryAsync(ct);
+        await transaction.CommitAsync(ct);
+    }
+
+    /// <summary>
+    /// Rule 5: the cursor moves only over a gap-free run of known cloud seqs. Here the known seqs are
+    /// this device's own mappings; the cursor walks the consecutive ones just above it and stops at the
+    /// first seq it does not know (another device's, not yet pulled). It never moves back.
+    /// </summary>
+    private const string AdvanceCursorSql = """
+        UPDATE sync_state SET unified_cursor = COALESCE((
+            SELECT MAX(cloud_seq) FROM (
+                SELECT cloud_seq, ROW_NUMBER() OVER (ORDER BY cloud_seq) AS rank
+                FROM sync_seq_mapping
+                WHERE target_key = $target AND cloud_seq > sync_state.unified_cursor)
+            WHERE cloud_seq = sync_state.unified_cursor + rank), unified_cursor)
+        WHERE target_key = $target;
+        """;
+
+    private void CheckAddressedToUs(string targetKey, string deviceId)
+    {
+        if (targetKey != identity.Target || deviceId != identity.DeviceId)
+        {
+            throw new InvalidOperationException(
+                $"Received an answer for {targetKey}/{deviceId}, but this is device {identity.DeviceId} on {identity.Target}.");
+        }
+    }
+
+    private SqliteCommand Command(SqliteConnection connection, SqliteTransaction transaction, string sql,
+        params (string Name, object Value)[] parameters)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        command.Parameters.AddWithValue("$target", identity.Target);
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+        return command;
+    }
+}

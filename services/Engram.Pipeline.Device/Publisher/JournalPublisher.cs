@@ -1,0 +1,93 @@
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device.Journal;
+using MassTransit;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Engram.Pipeline.Device.Publisher;
+
+/// <summary>
+/// Ships the journal to <c>engram-push</c>: unanswered rows in seq order, in batches, several in
+/// flight. The journal is the only durable state: after a restart, or when a batch goes unanswered
+/// for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is simply sent again and
+/// the cloud answers duplicates with the seqs it gave before.
+/// </summary>
+public sealed partial class JournalPublisher(
+    JournalReader journal,
+    JournalSignal signal,
+    InFlightWindow window,
+    DeviceIdentity identity,
+    ISendEndpointProvider sendEndpoints,
+    IOptions<PublisherOptions> options,
+    TimeProvider clock,
+    ILogger<JournalPublisher> log) : BackgroundService
+{
+    private readonly PublisherOptions _options = options.Value;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var push = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
+        var replyTo = new Uri($"queue:{WireNames.DeviceQueue(identity.DeviceId)}");
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await FillWindowAsync(push, replyTo, stoppingToken);
+                await signal.WaitAsync(_options.PollInterval, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // The broker or the database is away; nothing was lost (the journal still has every row).
+                LogPublishFailed(e);
+                window.Clear();
+                await Task.Delay(TimeSpan.FromSeconds(1), clock, stoppingToken);
+            }
+        }
+    }
+
+    private async Task FillWindowAsync(ISendEndpoint push, Uri replyTo, CancellationToken ct)
+    {
+        if (window.ExpireSentBefore(clock.GetUtcNow() - _options.ResendAfter) is > 0 and var dropped)
+        {
+            LogResending(dropped, _options.ResendAfter);
+        }
+        while (window.Count < _options.MaxBatchesInFlight)
+        {
+            var batch = await journal.ReadBatchAsync(window.LastSeq, _options.MaxBatchMutations, _options.MaxBatchBytes, ct);
+            if (batch is null)
+            {
+                return;
+            }
+            var id = NewId.NextGuid();
+            window.Add(new InFlightWindow.SentBatch(id, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count, clock.GetUtcNow()));
+            var message = new PushMutations
+            {
+                TargetKey = identity.Target,
+                DeviceId = identity.DeviceId,
+                PreviousLocalSeq = batch.PreviousLocalSeq,
+                Mutations = batch.Mutations,
+            };
+            await push.Send(message, context =>
+            {
+                // The reply names the batch by RequestId, so the window knows which batch was answered.
+                context.RequestId = id;
+                context.ResponseAddress = replyTo;
+            }, ct);
+            LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
+        }
+    }
+
+    [LoggerMessage(LogLevel.Debug, "Sent batch after {PreviousLocalSeq}: seqs {FirstSeq}..{LastSeq} ({Count} mutations)")]
+    private partial void LogSent(long previousLocalSeq, long firstSeq, long lastSeq, int count);
+
+    [LoggerMessage(LogLevel.Warning, "{Dropped} batches unanswered after {ResendAfter}; sending everything unanswered again")]
+    private partial void LogResending(int dropped, TimeSpan resendAfter);
+
+    [LoggerMessage(LogLevel.Warning, "Publishing the journal failed; retrying in 1 s")]
+    private partial void LogPublishFailed(Exception exception);
+}

@@ -1,0 +1,36 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Engram.Pipeline.Hosting;
+
+/// <summary>Where the broker is: <c>RabbitMq__Uri=amqp://user:pass@host:port/vhost</c>.</summary>
+public sealed class RabbitMqOptions : IValidatableObject
+{
+    public const string Section = "RabbitMq";
+
+    [Required(ErrorMessage = "RabbitMq:Uri is not set (environment variable RabbitMq__Uri, e.g. amqp://user:pass@host:5672/vhost).")]
+    public Uri? Uri { get; set; }
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (Uri is null)
+        {
+            yield break;
+        }
+        if (!Uri.IsAbsoluteUri || Uri.Scheme is not ("amqp" or "amqps"))
+        {
+            yield return new ValidationResult(
+                $"RabbitMq:Uri must be an absolute amqp:// or amqps:// URI, not '{Redacted(Uri)}'.", [nameof(Uri)]);
+        }
+    }
+
+    /// <summary>The URI without its password, for logs and error messages.</summary>
+    public static string Redacted(Uri uri)
+    {
+        if (!uri.IsAbsoluteUri || string.IsNullOrEmpty(uri.UserInfo))
+        {
+            return uri.ToString();
+        }
+        var user = uri.UserInfo.Split(':')[0];
+        return new UriBuilder(uri) { UserName = user, Password = "***" }.Uri.ToString();
+    }
+}

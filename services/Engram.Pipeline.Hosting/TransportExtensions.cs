@@ -1,0 +1,45 @@
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace Engram.Pipeline.Hosting;
+
+public static class TransportExtensions
+{
+    /// <summary>Binds and validates <see cref="RabbitMqOptions"/> at start-up.</summary>
+    public static IServiceCollection AddRabbitMqOptions(this IServiceCollection services)
+    {
+        services.AddOptions<RabbitMqOptions>()
+            .BindConfiguration(RabbitMqOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        return services;
+    }
+
+    /// <summary>
+    /// Points the bus at the configured broker. The bus start is awaited with a deadline so that an
+    /// unreachable broker stops the service with an error instead of leaving it half started.
+    /// </summary>
+    public static void UsePipelineRabbitMq(this IBusRegistrationConfigurator bus,
+        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator> configure)
+    {
+        bus.UsingRabbitMq((context, cfg) =>
+        {
+            var options = context.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
+            cfg.Host(options.Uri!);
+            configure(context, cfg);
+        });
+    }
+
+    /// <summary>Makes the host wait for the broker connection when it starts.</summary>
+    public static IServiceCollection AddBusStartDeadline(this IServiceCollection services, TimeSpan deadline)
+    {
+        services.AddOptions<MassTransitHostOptions>().Configure(o =>
+        {
+            o.WaitUntilStarted = true;
+            o.StartTimeout = deadline;
+            o.StopTimeout = TimeSpan.FromSeconds(30);
+        });
+        return services;
+    }
+}

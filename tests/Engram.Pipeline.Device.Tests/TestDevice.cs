@@ -1,0 +1,84 @@
+using Engram.Pipeline.Device.Cursor;
+using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.Device.Storage;
+using Microsoft.Data.Sqlite;
+
+namespace Engram.Pipeline.Device.Tests;
+
+/// <summary>A device database in a temp file with the device's own journal, reader and cursor service.</summary>
+public sealed class TestDevice : IAsyncDisposable
+{
+    private readonly DirectoryInfo _directory;
+
+    private TestDevice(DirectoryInfo directory, DeviceDatabase database, DeviceIdentity identity)
+    {
+        _directory = directory;
+        Database = database;
+        Identity = identity;
+        Journal = new DeviceJournal(database, identity, new JournalSignal(), TimeProvider.System);
+        Reader = new JournalReader(database, identity);
+        Cursor = new CursorService(database, identity, TimeProvider.System);
+    }
+
+    public DeviceDatabase Database { get; }
+    public DeviceIdentity Identity { get; }
+    public DeviceJournal Journal { get; }
+    public JournalReader Reader { get; }
+    public CursorService Cursor { get; }
+
+    public static async Task<TestDevice> CreateAsync(string deviceId = "device-a", string target = "team")
+    {
+        var directory = Directory.CreateTempSubdirectory("engram-device-test-");
+        var database = new DeviceDatabase($"Data Source={Path.Combine(directory.FullName, "device.db")}");
+        var identity = new DeviceIdentity(target);
+        identity.Assign(await database.InitialiseAsync(deviceId, TimeProvider.System, CancellationToken.None));
+        return new TestDevice(directory, database, identity);
+    }
+
+    public async Task<IReadOnlyList<long>> RecordObservationsAsync(int count, string prefix = "obs")
+    {
+        var mutations = Enumerable.Range(0, count)
+            .Select(i => new NewMutation("observation", "upsert", $"{prefix}-{i}", $$"""{"sync_id":"{{prefix}}-{{i}}","title":"t{{i}}"}"""))
+            .ToList();
+        return await Journal.RecordAsync(mutations, CancellationToken.None);
+    }
+
+    public async Task<long> ScalarAsync(string sql)
+    {
+        await using var connection = await Database.OpenAsync(CancellationToken.None);
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>Every row of the tables the cursor service writes, timestamps left out, in a fixed order.</summary>
+    public async Task<string> DumpAsync()
+    {
+        await using var connection = await Database.OpenAsync(CancellationToken.None);
+        var lines = new List<string>();
+        foreach (var sql in new[]
+        {
+            "SELECT seq, acked_at IS NOT NULL, rejected_at IS NOT NULL, reject_reason FROM sync_mutations ORDER BY seq",
+            "SELECT local_seq, cloud_seq FROM sync_seq_mapping ORDER BY local_seq",
+            "SELECT target_key, unified_cursor, cloud_head FROM sync_state ORDER BY target_key",
+            "SELECT entity, entity_key, payload, deleted, cloud_seq, local_seq FROM entities ORDER BY entity, entity_key",
+        })
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(string.Join('|', Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "null" : reader.GetValue(i).ToString())));
+            }
+        }
+        return string.Join('\n', lines);
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        SqliteConnection.ClearAllPools();
+        _directory.Delete(recursive: true);
+        return ValueTask.CompletedTask;
+    }
+}
