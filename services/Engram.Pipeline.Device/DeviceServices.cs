@@ -27,16 +27,21 @@ public static class DeviceServices
                 "ConnectionStrings:DeviceDb is not set (environment variable ConnectionStrings__DeviceDb, e.g. Data Source=/data/engram.db).");
         }
         services.AddSingleton(new DeviceDatabase(deviceDb));
-        services.AddSingleton(sp => new DeviceIdentity(sp.GetRequiredService<IOptions<DeviceOptions>>().Value.Target));
         services.AddSingleton(TimeProvider.System);
+        // The id lives in the database: opening it (creating it on first start) comes before the bus.
+        services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<DeviceOptions>>().Value;
+            var deviceId = sp.GetRequiredService<DeviceDatabase>().Initialise(options.Id, sp.GetRequiredService<TimeProvider>());
+            return new DeviceIdentity(deviceId, options.Target);
+        });
         services.AddSingleton<JournalSignal>();
         services.AddSingleton<DeviceJournal>();
         services.AddSingleton<JournalReader>();
         services.AddSingleton<InFlightWindow>();
         services.AddSingleton<CursorService>();
 
-        // Start order: the database (which knows the device id), then the bus, then the publisher.
-        services.AddHostedService<DeviceStartup>();
+        // Start order: the bus, then the publisher.
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus =>
         {

@@ -112,8 +112,7 @@ public sealed class When_a_database_belongs_to_another_device
     public async Task Opening_it_under_a_different_id_fails_with_a_clear_error()
     {
         await using var device = await TestDevice.CreateAsync("device-a");
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(
-            () => device.Database.InitialiseAsync("device-b", TimeProvider.System, CancellationToken.None));
+        var error = Assert.Throws<InvalidOperationException>(() => device.Database.Initialise("device-b", TimeProvider.System));
         Assert.Contains("belongs to device 'device-a'", error.Message);
     }
 
@@ -121,7 +120,7 @@ public sealed class When_a_database_belongs_to_another_device
     public async Task Opening_it_without_an_id_keeps_the_stored_one()
     {
         await using var device = await TestDevice.CreateAsync("device-a");
-        Assert.Equal("device-a", await device.Database.InitialiseAsync(null, TimeProvider.System, CancellationToken.None));
+        Assert.Equal("device-a", device.Database.Initialise(null, TimeProvider.System));
     }
 }
 

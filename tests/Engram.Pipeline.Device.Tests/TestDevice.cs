@@ -26,13 +26,12 @@ public sealed class TestDevice : IAsyncDisposable
     public JournalReader Reader { get; }
     public CursorService Cursor { get; }
 
-    public static async Task<TestDevice> CreateAsync(string deviceId = "device-a", string target = "team")
+    public static Task<TestDevice> CreateAsync(string deviceId = "device-a", string target = "team")
     {
         var directory = Directory.CreateTempSubdirectory("engram-device-test-");
         var database = new DeviceDatabase($"Data Source={Path.Combine(directory.FullName, "device.db")}");
-        var identity = new DeviceIdentity(target);
-        identity.Assign(await database.InitialiseAsync(deviceId, TimeProvider.System, CancellationToken.None));
-        return new TestDevice(directory, database, identity);
+        var identity = new DeviceIdentity(database.Initialise(deviceId, TimeProvider.System), target);
+        return Task.FromResult(new TestDevice(directory, database, identity));
     }
 
     public async Task<IReadOnlyList<long>> RecordObservationsAsync(int count, string prefix = "obs")

@@ -30,45 +30,70 @@ public sealed class DeviceDatabase
 
     public string Path { get; }
 
-    public async Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens a connection. Microsoft.Data.Sqlite does its I/O synchronously whatever the method, so the
+    /// async signature only keeps callers uniform.
+    /// </summary>
+    public Task<SqliteConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult(Open());
+    }
+
+    private SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);
         try
         {
-            await connection.OpenAsync(cancellationToken);
-            await using var pragmas = connection.CreateCommand();
+            connection.Open();
+            using var pragmas = connection.CreateCommand();
             pragmas.CommandText = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;";
-            await pragmas.ExecuteNonQueryAsync(cancellationToken);
+            pragmas.ExecuteNonQuery();
             return connection;
         }
         catch
         {
-            await connection.DisposeAsync();
+            connection.Dispose();
             throw;
         }
     }
 
-    /// <summary>Creates the tables if needed and returns the database's device id, creating it on first use.</summary>
-    public async Task<string> InitialiseAsync(string? configuredDeviceId, TimeProvider clock, CancellationToken cancellationToken)
+    /// <summary>
+    /// Creates the tables if needed and returns the database's device id, creating it on first use.
+    /// Synchronous because it runs while the service provider is built (the bus needs the id).
+    /// </summary>
+    public string Initialise(string? configuredDeviceId, TimeProvider clock)
+    {
+        try
+        {
+            return InitialiseCore(configuredDeviceId, clock);
+        }
+        catch (SqliteException e)
+        {
+            throw new InvalidOperationException($"Cannot open the device database {Path}: {e.Message}", e);
+        }
+    }
+
+    private string InitialiseCore(string? configuredDeviceId, TimeProvider clock)
     {
         var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path));
         if (!string.IsNullOrEmpty(directory))
         {
             Directory.CreateDirectory(directory);
         }
-        await using var connection = await OpenAsync(cancellationToken);
-        await using var transaction = connection.BeginTransaction();
-        await using (var ddl = connection.CreateCommand())
+        using var connection = Open();
+        using var transaction = connection.BeginTransaction();
+        using (var ddl = connection.CreateCommand())
         {
             ddl.Transaction = transaction;
             ddl.CommandText = ReadSchema();
-            await ddl.ExecuteNonQueryAsync(cancellationToken);
+            ddl.ExecuteNonQuery();
         }
 
-        await using var read = connection.CreateCommand();
+        using var read = connection.CreateCommand();
         read.Transaction = transaction;
         read.CommandText = "SELECT device_id FROM sync_device WHERE singleton = 1";
-        if (await read.ExecuteScalarAsync(cancellationToken) is string stored)
+        if (read.ExecuteScalar() is string stored)
         {
             if (!string.IsNullOrEmpty(configuredDeviceId) && configuredDeviceId != stored)
             {
@@ -76,18 +101,18 @@ public sealed class DeviceDatabase
                     $"The device database {Path} belongs to device '{stored}', but Device:Id says '{configuredDeviceId}'. " +
                     "A device id names one database; use that database's id or a new database.");
             }
-            await transaction.CommitAsync(cancellationToken);
+            transaction.Commit();
             return stored;
         }
 
         var deviceId = string.IsNullOrEmpty(configuredDeviceId) ? Guid.NewGuid().ToString("N") : configuredDeviceId;
-        await using var write = connection.CreateCommand();
+        using var write = connection.CreateCommand();
         write.Transaction = transaction;
         write.CommandText = "INSERT INTO sync_device (singleton, device_id, created_at) VALUES (1, $id, $now)";
         write.Parameters.AddWithValue("$id", deviceId);
         write.Parameters.AddWithValue("$now", Timestamp(clock.GetUtcNow()));
-        await write.ExecuteNonQueryAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+        write.ExecuteNonQuery();
+        transaction.Commit();
         return deviceId;
     }
 
