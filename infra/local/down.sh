@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Usage: down.sh STATE_DIR [--purge]
+# Stops the RabbitMQ node and PostgreSQL cluster that up.sh started under STATE_DIR.
+# Safe to run twice. Keeps the data unless --purge is given, which deletes STATE_DIR.
+set -euo pipefail
+
+case "$#:${2:-}" in
+  1: | 2:--purge) ;;
+  *) echo "usage: $0 STATE_DIR [--purge]" >&2; exit 2 ;;
+esac
+[ -d "$1" ] || exit 0
+state="$(cd "$1" && pwd)"
+purge="${2:-}"
+rmq="$state/rabbitmq"
+pg="$state/postgres"
+if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); else as_pg=(); fi
+# Is anything of the node's session (up.sh started it with setsid) still alive? Zombies count
+# as gone; checking the command line guards against a stale pid file.
+rabbit_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabbit'; }
+
+if [ -f "$rmq/node.env" ]; then
+  with_rabbit_env() { (. "$rmq/node.env" && exec "$@"); }
+  session="$(cat "$rmq/session.pid" 2>/dev/null || true)"
+  if [ "$purge" ] && [ -n "$session" ] && rabbit_running "$session"; then
+    kill -KILL -- "-$session"  # the data is about to be deleted: skip the ~7 s graceful shutdown
+  elif [ -f "$rmq/rabbitmq.pid" ]; then
+    # Returns once the VM has exited; fails at once if it is not running.
+    with_rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q stop "$rmq/rabbitmq.pid" >/dev/null 2>&1 || true
+  fi
+  # Whatever is left, e.g. when up.sh failed before the node wrote its pid file.
+  if [ -n "$session" ] && rabbit_running "$session"; then
+    kill -TERM -- "-$session" 2>/dev/null || true
+    for _ in $(seq 600); do rabbit_running "$session" || break; sleep 0.1; done
+  fi
+  # The node's private epmd (its own port) outlives the node: stop it too.
+  with_rabbit_env epmd -kill >/dev/null 2>&1 || true
+fi
+
+pg_ctl=(/usr/lib/postgresql/15/bin/pg_ctl -D "$pg/data")
+if [ -f "$pg/data/PG_VERSION" ] && "${as_pg[@]}" "${pg_ctl[@]}" status >/dev/null; then
+  "${as_pg[@]}" "${pg_ctl[@]}" -m "$([ "$purge" ] && echo immediate || echo fast)" -w stop >/dev/null
+fi
+
+if [ "$purge" ]; then
+  rm -rf "$state"
+fi

@@ -1,0 +1,99 @@
+namespace Engram.Pipeline.Testing;
+
+/// <summary>
+/// Private RabbitMQ and PostgreSQL servers run from the locally installed binaries by
+/// <c>infra/local/up.sh</c>, with all their state in a temporary directory.
+/// </summary>
+internal sealed class LocalServers : IAsyncDisposable
+{
+    private const string SolutionFile = "Engram.Pipeline.sln";
+    private static readonly TimeSpan _scriptTimeout = TimeSpan.FromSeconds(120);
+
+    private readonly string _scriptsDirectory;
+    private readonly string _stateDirectory;
+
+    private LocalServers(string scriptsDirectory, string stateDirectory)
+    {
+        _scriptsDirectory = scriptsDirectory;
+        _stateDirectory = stateDirectory;
+    }
+
+    /// <summary>Locates the scripts and creates the (still empty) state directory.</summary>
+    public static LocalServers Create()
+    {
+        var scripts = Path.Combine(FindRepositoryRoot(), "infra", "local");
+        return new LocalServers(scripts, Directory.CreateTempSubdirectory("engram-servers-").FullName);
+    }
+
+    /// <summary>Runs up.sh and reads the endpoints from the env file it writes.</summary>
+    public async Task<ServerEndpoints> UpAsync()
+    {
+        var up = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "up.sh"), [_stateDirectory], _scriptTimeout);
+        if (up.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"up.sh {_stateDirectory} failed ({up.Describe()}):{Environment.NewLine}{up.Output}");
+        }
+
+        var variables = await ReadEnvFileAsync(Path.Combine(_stateDirectory, "env"));
+        string Get(string name) => variables.TryGetValue(name, out var value)
+            ? value
+            : throw new InvalidOperationException($"up.sh did not write {name} to {_stateDirectory}/env.");
+
+        return new ServerEndpoints(
+            new Uri(Get("RabbitMq__Uri")),
+            new Uri(Get("ENGRAM_RABBITMQ_MANAGEMENT")),
+            Get("ENGRAM_PG_ADMIN"));
+    }
+
+    /// <summary>Runs down.sh --purge, which stops both servers and deletes the state directory.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        var down = await ScriptRunner.RunAsync(
+            Path.Combine(_scriptsDirectory, "down.sh"), [_stateDirectory, "--purge"], _scriptTimeout);
+        if (Directory.Exists(_stateDirectory))
+        {
+            Directory.Delete(_stateDirectory, recursive: true);
+        }
+
+        if (down.ExitCode != 0)
+        {
+            throw new InvalidOperationException(
+                $"down.sh {_stateDirectory} --purge failed ({down.Describe()}); servers may still be running:"
+                + Environment.NewLine + down.Output);
+        }
+    }
+
+    /// <summary>The folder holding the solution, above the test binaries or else above the working directory.</summary>
+    private static string FindRepositoryRoot()
+    {
+        string[] starts = [AppContext.BaseDirectory, Environment.CurrentDirectory];
+        foreach (var start in starts)
+        {
+            for (var directory = new DirectoryInfo(start); directory is not null; directory = directory.Parent)
+            {
+                if (File.Exists(Path.Combine(directory.FullName, SolutionFile)))
+                {
+                    return directory.FullName;
+                }
+            }
+        }
+
+        throw new InvalidOperationException($"No {SolutionFile} found in or above {string.Join(" or ", starts)}.");
+    }
+
+    /// <summary>Parses the <c>export NAME='value'</c> lines that up.sh writes.</summary>
+    private static async Task<Dictionary<string, string>> ReadEnvFileAsync(string path)
+    {
+        const string Export = "export ";
+        var variables = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in await File.ReadAllLinesAsync(path))
+        {
+            if (line.StartsWith(Export, StringComparison.Ordinal) && line.IndexOf('=', StringComparison.Ordinal) is var equals and > 0)
+            {
+                variables[line[Export.Length..equals]] = line[(equals + 1)..].Trim('\'');
+            }
+        }
+
+        return variables;
+    }
+}
