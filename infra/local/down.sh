@@ -21,16 +21,17 @@ rabbit_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabb
 if [ -f "$rmq/node.env" ]; then
   with_rabbit_env() { (. "$rmq/node.env" && exec "$@"); }
   session="$(cat "$rmq/session.pid" 2>/dev/null || true)"
-  if [ "$purge" ] && [ -n "$session" ] && rabbit_running "$session"; then
-    kill -KILL -- "-$session"  # the data is about to be deleted: skip the ~7 s graceful shutdown
-  elif [ -f "$rmq/rabbitmq.pid" ]; then
+  # With --purge the data is about to be deleted: skip the ~7 s graceful shutdown and kill the
+  # session below (if there is one to kill).
+  if [ -f "$rmq/rabbitmq.pid" ] && { [ -z "$purge" ] || [ -z "$session" ]; }; then
     # Returns once the VM has exited; fails at once if it is not running.
     with_rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q stop "$rmq/rabbitmq.pid" >/dev/null 2>&1 || true
   fi
-  # Whatever is left, e.g. when up.sh failed before the node wrote its pid file.
+  # Whatever is left (up.sh failed before the node wrote its pid file, or the graceful stop
+  # failed) gets killed: a booting node ignores SIGTERM.
   if [ -n "$session" ] && rabbit_running "$session"; then
-    kill -TERM -- "-$session" 2>/dev/null || true
-    for _ in $(seq 600); do rabbit_running "$session" || break; sleep 0.1; done
+    kill -KILL -- "-$session" 2>/dev/null || true
+    for _ in $(seq 100); do rabbit_running "$session" || break; sleep 0.1; done
   fi
   # The node's private epmd (its own port) outlives the node: stop it too.
   with_rabbit_env epmd -kill >/dev/null 2>&1 || true

@@ -94,6 +94,7 @@ rm -f "$rmq/rabbitmq.pid"
 # whole node, which down.sh can stop even if we fail before the node writes its pid file.
 (cd "$rmq" && . ./node.env && exec setsid "$RMQ_BIN/rabbitmq-server") </dev/null >>"$rmq/log/console.log" 2>&1 &
 echo $! >"$rmq/session.pid"
+disown
 
 # --- PostgreSQL
 if [ ! -f "$pg/data/PG_VERSION" ]; then

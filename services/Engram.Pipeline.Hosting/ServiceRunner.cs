@@ -1,7 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 
 namespace Engram.Pipeline.Hosting;
 
@@ -9,21 +8,26 @@ public static class ServiceRunner
 {
     /// <summary>
     /// Runs a service host and turns a failed start (bad configuration, unreachable broker or
-    /// database) into one clear log line and exit code 1 instead of a stack trace.
+    /// database) into one clear log line and exit code 1 instead of a crash with a stack trace.
     /// </summary>
     public static async Task<int> RunServiceAsync(this IHost host)
     {
-        try
-        {
-            await host.RunAsync();
-            return 0;
-        }
-        catch (Exception e) when (e is OptionsValidationException or InvalidOperationException or TimeoutException
-                                      or OperationCanceledException or MassTransit.MassTransitException)
+        using (host)
         {
             var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Engram.Pipeline");
-            log.LogCritical(e, "Start-up failed: {Reason}", Flatten(e));
-            return 1;
+            try
+            {
+                await host.StartAsync();
+            }
+#pragma warning disable CA1031 // Any start-up failure ends the process; the reason is logged.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                log.LogCritical("Start-up failed: {Reason}", Flatten(e));
+                return 1;
+            }
+            await host.WaitForShutdownAsync();
+            return 0;
         }
     }
 
