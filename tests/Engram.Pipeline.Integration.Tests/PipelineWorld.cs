@@ -1,6 +1,7 @@
 using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Cli.Verification;
 using Engram.Pipeline.Testing;
+using Npgsql;
 
 namespace Engram.Pipeline.Integration.Tests;
 
@@ -56,6 +57,14 @@ public sealed class PipelineWorld : IAsyncDisposable
         var report = string.Join('\n', verdicts.Select(v => $"{(v.Pass ? "PASS" : "FAIL")} {v.Name}: {v.Detail}"));
         Assert.True(verdicts.All(v => v.Pass), report);
         return verdicts;
+    }
+
+    public async Task<long> CloudScalarAsync(string sql)
+    {
+        await using var connection = new NpgsqlConnection(CloudDb);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (long)(await command.ExecuteScalarAsync())!;
     }
 
     public async ValueTask DisposeAsync()

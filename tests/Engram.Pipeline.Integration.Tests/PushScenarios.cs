@@ -8,7 +8,6 @@ using Engram.Pipeline.Testing;
 using MassTransit;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
-using Npgsql;
 
 namespace Engram.Pipeline.Integration.Tests;
 
@@ -25,15 +24,7 @@ public sealed class When_three_devices_push_through_three_competing_consumers(Se
 
         await world.AssertInvariantsAsync();
         Assert.Equal(15_000, report.Mutations);
-        Assert.Equal(15_000, await CloudAsync<long>(world, "SELECT COUNT(*) FROM cloud_mutations"));
-    }
-
-    internal static async Task<T> CloudAsync<T>(PipelineWorld world, string sql)
-    {
-        await using var connection = new NpgsqlConnection(world.CloudDb);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (T)(await command.ExecuteScalarAsync())!;
+        Assert.Equal(15_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }
 
@@ -79,8 +70,7 @@ public sealed class When_every_batch_is_delivered_twice_and_out_of_order(Servers
         }
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(2_000, await When_three_devices_push_through_three_competing_consumers.CloudAsync<long>(world,
-            "SELECT COUNT(*) FROM cloud_mutations"));
+        Assert.Equal(2_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 
     /// <summary>Cuts a run of pending rows into batches of 1–120, each chained to the one before it.</summary>
@@ -130,8 +120,7 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(800, await When_three_devices_push_through_three_competing_consumers.CloudAsync<long>(world,
-            "SELECT COUNT(*) FROM cloud_mutations"));
+        Assert.Equal(800, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
         await using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly");
         await connection.OpenAsync();
         foreach (var mapping in committed)
@@ -190,8 +179,7 @@ public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixt
             }
         }
         Assert.Equal(expected.OrderBy(e => e.Key), rejected.OrderBy(r => r.Key));
-        Assert.Equal(1_200, await When_three_devices_push_through_three_competing_consumers.CloudAsync<long>(world,
-            "SELECT COUNT(*) FROM cloud_mutations"));
+        Assert.Equal(1_200, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 
     private static async Task<long> InsertRawAsync(string path, string entity, string op, string key, string payload)
@@ -239,9 +227,7 @@ public sealed class When_two_targets_are_pushed_concurrently(ServersFixture serv
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(2), CancellationToken.None);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(3_000, await When_three_devices_push_through_three_competing_consumers.CloudAsync<long>(world,
-            "SELECT head FROM cloud_targets WHERE target_key = 'alpha'"));
-        Assert.Equal(3_000, await When_three_devices_push_through_three_competing_consumers.CloudAsync<long>(world,
-            "SELECT head FROM cloud_targets WHERE target_key = 'beta'"));
+        Assert.Equal(3_000, await world.CloudScalarAsync("SELECT head FROM cloud_targets WHERE target_key = 'alpha'"));
+        Assert.Equal(3_000, await world.CloudScalarAsync("SELECT head FROM cloud_targets WHERE target_key = 'beta'"));
     }
 }

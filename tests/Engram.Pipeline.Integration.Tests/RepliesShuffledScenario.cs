@@ -1,0 +1,130 @@
+using System.Collections.Concurrent;
+using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Cli.Verification;
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device;
+using Engram.Pipeline.Device.Cursor;
+using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.Device.Storage;
+using Engram.Pipeline.Testing;
+using MassTransit;
+using Microsoft.Data.Sqlite;
+
+namespace Engram.Pipeline.Integration.Tests;
+
+[Collection(ServersFixture.Collection)]
+public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(ServersFixture servers)
+{
+    [Fact]
+    public async Task The_device_ends_in_the_same_state_as_with_each_answer_once_in_order()
+    {
+        await using var world = await PipelineWorld.CreateAsync(servers, "shuffled_replies", ingestProcesses: 2);
+        await world.Cluster.StartIngestAsync(CancellationToken.None);
+
+        // Two copies of one device database: same journal, same entities.
+        var inOrder = Open(Path.Combine(world.WorkDirectory, "in-order.db"));
+        await inOrder.Journal.RecordAsync(new Workload("device-a", seed: 13).Next(1_500), CancellationToken.None);
+        var shuffledPath = Path.Combine(world.WorkDirectory, "shuffled.db");
+        await ExecuteAsync(inOrder.Database.Path, $"VACUUM INTO '{shuffledPath}'");
+        var shuffled = Open(shuffledPath);
+
+        // The real cloud answers every batch; the answers are collected instead of delivered.
+        var answers = new ConcurrentQueue<PushAccepted>();
+        var capture = Bus.Factory.CreateUsingRabbitMq(cfg =>
+        {
+            cfg.Host(world.Cluster.Settings.RabbitMqUri);
+            cfg.ReceiveEndpoint("capture-replies", e =>
+            {
+                e.ConfigureConsumeTopology = false;
+                e.Handler<PushAccepted>(context =>
+                {
+                    answers.Enqueue(context.Message);
+                    return Task.CompletedTask;
+                });
+            });
+        });
+        await capture.StartAsync();
+        try
+        {
+            // One batch at a time, as the chain requires when nobody resends an overtaking batch.
+            var push = await capture.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
+            using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+            long? after = null;
+            while (await inOrder.Reader.ReadBatchAsync(after, 100, int.MaxValue, CancellationToken.None) is { } batch)
+            {
+                await push.Send(new PushMutations
+                {
+                    TargetKey = "team", DeviceId = "device-a", PreviousLocalSeq = batch.PreviousLocalSeq, Mutations = batch.Mutations,
+                }, context => context.ResponseAddress = new Uri("queue:capture-replies"));
+                while (!answers.Any(a => a.Mappings.Any(m => m.LocalSeq == batch.LastSeq) || a.Rejected.Any(r => r.LocalSeq == batch.LastSeq)))
+                {
+                    await Task.Delay(20, deadline.Token);
+                }
+                after = batch.LastSeq;
+            }
+        }
+        finally
+        {
+            await capture.StopAsync();
+        }
+
+        foreach (var answer in answers)
+        {
+            await inOrder.Cursor.ApplyAcceptedAsync(answer, CancellationToken.None);
+        }
+        var random = new Random(17);
+        foreach (var answer in answers.Concat(answers).OrderBy(_ => random.Next()))
+        {
+            await shuffled.Cursor.ApplyAcceptedAsync(answer, CancellationToken.None);
+        }
+
+        Assert.Equal(await DumpAsync(inOrder.Database.Path), await DumpAsync(shuffledPath));
+        var verdicts = await InvariantChecker.CheckPushAsync(world.CloudDb, [new DeviceDatabaseRef("device-a", "team", shuffledPath)],
+            CancellationToken.None);
+        Assert.True(verdicts.All(v => v.Pass), string.Join('\n', verdicts.Select(v => $"{v.Name}: {v.Detail}")));
+    }
+
+    private sealed record DeviceCopy(DeviceDatabase Database, DeviceJournal Journal, JournalReader Reader, CursorService Cursor);
+
+    private static DeviceCopy Open(string path)
+    {
+        var database = new DeviceDatabase($"Data Source={path}");
+        var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
+        return new DeviceCopy(database, new DeviceJournal(database, identity, new JournalSignal(), TimeProvider.System),
+            new JournalReader(database, identity), new CursorService(database, identity, TimeProvider.System));
+    }
+
+    private static async Task ExecuteAsync(string path, string sql)
+    {
+        await using var connection = new SqliteConnection($"Data Source={path}");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>What the cursor service writes, without its timestamps.</summary>
+    private static async Task<string> DumpAsync(string path)
+    {
+        await using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly");
+        await connection.OpenAsync();
+        var lines = new List<string>();
+        foreach (var sql in new[]
+        {
+            "SELECT seq, acked_at IS NOT NULL, rejected_at IS NOT NULL, reject_reason FROM sync_mutations ORDER BY seq",
+            "SELECT local_seq, cloud_seq FROM sync_seq_mapping ORDER BY local_seq",
+            "SELECT unified_cursor, cloud_head FROM sync_state",
+            "SELECT entity, entity_key, payload, deleted, cloud_seq, local_seq FROM entities ORDER BY entity, entity_key",
+        })
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(string.Join('|', Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "null" : reader.GetValue(i).ToString())));
+            }
+        }
+        return string.Join('\n', lines);
+    }
+}
