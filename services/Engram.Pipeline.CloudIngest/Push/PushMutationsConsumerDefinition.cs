@@ -29,7 +29,7 @@ public sealed class PushMutationsConsumerDefinition : ConsumerDefinition<PushMut
         {
             r.Handle<NpgsqlException>(e => e.IsTransient);
             r.Handle<PostgresException>(e => e.SqlState is PostgresErrorCodes.SerializationFailure
-                or PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.UniqueViolation);
+                or PostgresErrorCodes.DeadlockDetected);
             r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
         });
     }
