@@ -3,6 +3,7 @@ using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device;
 using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.Device.Publisher;
 using Engram.Pipeline.Device.Storage;
 using Engram.Pipeline.Testing;
 using MassTransit;
@@ -229,5 +230,36 @@ public sealed class When_two_targets_are_pushed_concurrently(ServersFixture serv
         await world.AssertInvariantsAsync();
         Assert.Equal(3_000, await world.CloudScalarAsync("SELECT head FROM cloud_targets WHERE target_key = 'alpha'"));
         Assert.Equal(3_000, await world.CloudScalarAsync("SELECT head FROM cloud_targets WHERE target_key = 'beta'"));
+    }
+}
+
+[Collection(ServersFixture.Collection)]
+public sealed class When_sent_batches_are_lost_before_the_cloud_sees_them(ServersFixture servers)
+{
+    [Fact]
+    public async Task The_publisher_sends_them_again_after_its_timeout()
+    {
+        await using var world = await PipelineWorld.CreateAsync(servers, "lost_batches", ingestProcesses: 1,
+            new Dictionary<string, string?> { ["Publisher:ResendAfter"] = "00:00:02" });
+        var device = await world.Cluster.StartDeviceAsync("device-a", "team", CancellationToken.None);
+
+        // With no ingest running, the batches wait in engram-push; then the broker loses them.
+        await device.Journal.RecordAsync(new Workload("device-a", seed: 21).Next(1_000), CancellationToken.None);
+        var window = device.Host.Services.GetRequiredService<InFlightWindow>();
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            while (window.Mutations < 1_000)
+            {
+                await Task.Delay(20, deadline.Token);
+            }
+        }
+        // Two batches of 500 were waiting (the management API may not count the second one yet).
+        Assert.InRange(await world.PurgeQueueAsync(WireNames.PushQueue), 1, 2);
+
+        await world.Cluster.StartIngestAsync(CancellationToken.None);
+        await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);
+
+        await world.AssertInvariantsAsync();
+        Assert.Equal(1_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }
