@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
+using System.Text.Json;
 using Npgsql;
 
 namespace Engram.Pipeline.Testing;
@@ -139,6 +140,27 @@ public sealed class TestServers : IAsyncDisposable
         {
             await EnsureSuccessAsync(response, $"delete virtual host '{name}'");
         }
+    }
+
+    /// <summary>
+    /// Waits until a queue holds messages, then deletes them all, as a broker losing them would.
+    /// </summary>
+    /// <returns>How many messages the management API counted (its counts lag the queue by a few seconds).</returns>
+    public async Task<long> PurgeQueueAsync(string virtualHost, string queue, TimeSpan deadline)
+    {
+        var path = $"api/queues/{Uri.EscapeDataString(virtualHost)}/{Uri.EscapeDataString(queue)}";
+        using var timeout = new CancellationTokenSource(deadline);
+        long waiting;
+        do
+        {
+            await Task.Delay(200, timeout.Token);
+            using var details = JsonDocument.Parse(await _management.GetStringAsync(path, timeout.Token));
+            waiting = details.RootElement.TryGetProperty("messages", out var messages) ? messages.GetInt64() : 0;
+        }
+        while (waiting == 0);
+        using var response = await _management.DeleteAsync($"{path}/contents", timeout.Token);
+        await EnsureSuccessAsync(response, $"purge queue '{queue}'");
+        return waiting;
     }
 
     /// <summary>Creates an empty database.</summary>
