@@ -1,6 +1,7 @@
 using Engram.Pipeline.Device.Cursor;
 using Engram.Pipeline.Device.Journal;
 using Engram.Pipeline.Device.Storage;
+using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Device.Tests;
@@ -50,29 +51,7 @@ public sealed class TestDevice : IAsyncDisposable
         return (long)(await command.ExecuteScalarAsync())!;
     }
 
-    /// <summary>Every row of the tables the cursor service writes, timestamps left out, in a fixed order.</summary>
-    public async Task<string> DumpAsync()
-    {
-        await using var connection = await Database.OpenAsync(CancellationToken.None);
-        var lines = new List<string>();
-        foreach (var sql in new[]
-        {
-            "SELECT seq, acked_at IS NOT NULL, rejected_at IS NOT NULL, reject_reason FROM sync_mutations ORDER BY seq",
-            "SELECT local_seq, cloud_seq FROM sync_seq_mapping ORDER BY local_seq",
-            "SELECT target_key, unified_cursor, cloud_head FROM sync_state ORDER BY target_key",
-            "SELECT entity, entity_key, payload, deleted, cloud_seq, local_seq FROM entities ORDER BY entity, entity_key",
-        })
-        {
-            await using var command = connection.CreateCommand();
-            command.CommandText = sql;
-            await using var reader = await command.ExecuteReaderAsync();
-            while (await reader.ReadAsync())
-            {
-                lines.Add(string.Join('|', Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "null" : reader.GetValue(i).ToString())));
-            }
-        }
-        return string.Join('\n', lines);
-    }
+    public Task<string> DumpAsync() => DeviceDump.ReadAsync(Database.Path);
 
     public ValueTask DisposeAsync()
     {

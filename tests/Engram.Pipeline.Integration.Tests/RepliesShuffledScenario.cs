@@ -78,7 +78,7 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
             await shuffled.Cursor.ApplyAcceptedAsync(answer, CancellationToken.None);
         }
 
-        Assert.Equal(await DumpAsync(inOrder.Database.Path), await DumpAsync(shuffledPath));
+        Assert.Equal(await DeviceDump.ReadAsync(inOrder.Database.Path), await DeviceDump.ReadAsync(shuffledPath));
         var verdicts = await InvariantChecker.CheckPushAsync(world.CloudDb, [new DeviceDatabaseRef("device-a", "team", shuffledPath)],
             CancellationToken.None);
         Assert.True(verdicts.All(v => v.Pass), string.Join('\n', verdicts.Select(v => $"{v.Name}: {v.Detail}")));
@@ -101,30 +101,5 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
         await using var command = connection.CreateCommand();
         command.CommandText = sql;
         await command.ExecuteNonQueryAsync();
-    }
-
-    /// <summary>What the cursor service writes, without its timestamps.</summary>
-    private static async Task<string> DumpAsync(string path)
-    {
-        await using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly");
-        await connection.OpenAsync();
-        var lines = new List<string>();
-        foreach (var sql in new[]
-        {
-            "SELECT seq, acked_at IS NOT NULL, rejected_at IS NOT NULL, reject_reason FROM sync_mutations ORDER BY seq",
-            "SELECT local_seq, cloud_seq FROM sync_seq_mapping ORDER BY local_seq",
-            "SELECT unified_cursor, cloud_head FROM sync_state",
-            "SELECT entity, entity_key, payload, deleted, cloud_seq, local_seq FROM entities ORDER BY entity, entity_key",
-        })
-        {
-            await using var command = connection.CreateCommand();
-            command.CommandText = sql;
-            await using var reader = await command.ExecuteReaderAsync();
-            while (await reader.ReadAsync())
-            {
-                lines.Add(string.Join('|', Enumerable.Range(0, reader.FieldCount).Select(i => reader.IsDBNull(i) ? "null" : reader.GetValue(i).ToString())));
-            }
-        }
-        return string.Join('\n', lines);
     }
 }
