@@ -1,5 +1,7 @@
+using Engram.Pipeline.CloudIngest.Pull;
 using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.CloudIngest.Storage;
+using Engram.Pipeline.CloudIngest.Storage.Postgres;
 using Engram.Pipeline.Hosting;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
@@ -10,15 +12,9 @@ namespace Engram.Pipeline.CloudIngest;
 
 public static class CloudIngestServices
 {
-    /// <summary>Everything one cloud ingest process runs: schema, ingestor, and the push consumer.</summary>
+    /// <summary>One cloud ingest process: PostgreSQL, RabbitMQ, and the push and pull consumers.</summary>
     public static IServiceCollection AddCloudIngest(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<IngestOptions>()
-            .BindConfiguration(IngestOptions.Section)
-            .ValidateDataAnnotations()
-            .ValidateOnStart();
-        services.AddRabbitMqOptions();
-
         var cloudDb = configuration.GetConnectionString("CloudDb");
         if (string.IsNullOrWhiteSpace(cloudDb))
         {
@@ -26,18 +22,38 @@ public static class CloudIngestServices
                 "ConnectionStrings:CloudDb is not set (environment variable ConnectionStrings__CloudDb, " +
                 "e.g. Host=db;Username=engram;Password=…;Database=engram).");
         }
+        services.AddRabbitMqOptions();
+        services.AddCloudLog();
         services.AddSingleton(_ => NpgsqlDataSource.Create(cloudDb));
-        services.AddSingleton(TimeProvider.System);
-        services.AddSingleton<PushIngestor>();
-
+        services.AddSingleton<ICloudStore, PostgresCloudStore>();
         // Registered before MassTransit so the schema exists before the first message is taken.
-        services.AddHostedService<CloudSchema>();
+        services.AddHostedService<PostgresSchema>();
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus =>
         {
-            bus.AddConsumer<PushMutationsConsumer, PushMutationsConsumerDefinition>();
+            bus.AddCloudConsumers();
             bus.UsePipelineRabbitMq((context, cfg) => cfg.ConfigureEndpoints(context));
         });
         return services;
+    }
+
+    /// <summary>The cloud's logic over whichever <see cref="ICloudStore"/> is registered.</summary>
+    public static IServiceCollection AddCloudLog(this IServiceCollection services)
+    {
+        services.AddOptions<IngestOptions>()
+            .BindConfiguration(IngestOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<PushIngestor>();
+        services.AddSingleton<PullReader>();
+        return services;
+    }
+
+    /// <summary>The consumers of <c>engram-push</c> and <c>engram-pull</c>.</summary>
+    public static void AddCloudConsumers(this IBusRegistrationConfigurator bus)
+    {
+        bus.AddConsumer<PushMutationsConsumer, PushMutationsConsumerDefinition>();
+        bus.AddConsumer<PullMutationsConsumer, PullMutationsConsumerDefinition>();
     }
 }

@@ -19,6 +19,10 @@ public sealed class IngestOptions
     [Range(1, int.MaxValue)]
     public int MaxBatchBytes { get; set; } = 8 * 1024 * 1024;
 
+    /// <summary>Most rows in one MutationsPage, whatever the request asks for.</summary>
+    [Range(1, 100_000)]
+    public int MaxPageRows { get; set; } = 1000;
+
     /// <summary>Batches one process works on at once (each holds a database connection).</summary>
     [Range(1, 256)]
     public int ConcurrentMessageLimit { get; set; } = 8;

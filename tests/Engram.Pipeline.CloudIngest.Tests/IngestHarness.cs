@@ -1,10 +1,13 @@
 using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.CloudIngest.Storage;
+using Engram.Pipeline.CloudIngest.Storage.Postgres;
+using Engram.Pipeline.CloudIngest.Storage.Sqlite;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -15,45 +18,83 @@ namespace Engram.Pipeline.CloudIngest.Tests;
 public sealed class ServersCollection : ICollectionFixture<ServersFixture>;
 
 /// <summary>
-/// The push consumer on MassTransit's in-memory test harness, over a real PostgreSQL database of its own.
+/// The cloud consumers on MassTransit's in-memory test harness, over a real cloud store of their own:
+/// a PostgreSQL database (<c>postgres</c>) or an embedded SQLite file (<c>sqlite</c>).
 /// </summary>
 public sealed class IngestHarness : IAsyncDisposable
 {
-    private readonly ServiceProvider _provider;
-    private readonly TestServers _servers;
-    private readonly string _database;
+    public const string Postgres = "postgres";
+    public const string Sqlite = "sqlite";
 
-    private IngestHarness(ServiceProvider provider, TestServers servers, string database, NpgsqlDataSource dataSource)
+    private readonly ServiceProvider _provider;
+    private readonly Func<string, Task<long>> _scalar;
+    private readonly Func<Task> _cleanUp;
+
+    private IngestHarness(ServiceProvider provider, Func<string, Task<long>> scalar, Func<Task> cleanUp)
     {
         _provider = provider;
-        _servers = servers;
-        _database = database;
-        DataSource = dataSource;
+        _scalar = scalar;
+        _cleanUp = cleanUp;
     }
 
     public ITestHarness Harness => _provider.GetRequiredService<ITestHarness>();
 
-    public NpgsqlDataSource DataSource { get; }
-
     public PushIngestor Ingestor => _provider.GetRequiredService<PushIngestor>();
 
-    public static async Task<IngestHarness> StartAsync(ServersFixture fixture, IngestOptions? options = null)
+    public static async Task<IngestHarness> StartAsync(ServersFixture fixture, string backend, IngestOptions? options = null)
     {
-        var name = ServersFixture.UniqueName("ingest");
-        var connectionString = await fixture.Servers.CreateDatabaseAsync(name);
-        var dataSource = NpgsqlDataSource.Create(connectionString);
-        await new CloudSchema(dataSource, NullLogger<CloudSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
-
+        var (store, scalar, cleanUp) = backend switch
+        {
+            Postgres => await PostgresAsync(fixture),
+            Sqlite => SqliteStore(),
+            _ => throw new ArgumentOutOfRangeException(nameof(backend), backend, "postgres or sqlite"),
+        };
         var provider = new ServiceCollection()
-            .AddSingleton(dataSource)
+            .AddSingleton(store)
             .AddSingleton(Options.Create(options ?? new IngestOptions()))
             .AddSingleton(TimeProvider.System)
             .AddSingleton<PushIngestor>()
-            .AddMassTransitTestHarness(x => x.AddConsumer<PushMutationsConsumer, PushMutationsConsumerDefinition>())
+            .AddSingleton<Pull.PullReader>()
+            .AddMassTransitTestHarness(x => x.AddCloudConsumers())
             .BuildServiceProvider(validateScopes: true);
-        var harness = new IngestHarness(provider, fixture.Servers, name, dataSource);
+        var harness = new IngestHarness(provider, scalar, cleanUp);
         await harness.Harness.Start();
         return harness;
+    }
+
+    private static async Task<(ICloudStore, Func<string, Task<long>>, Func<Task>)> PostgresAsync(ServersFixture fixture)
+    {
+        var name = ServersFixture.UniqueName("ingest");
+        var dataSource = NpgsqlDataSource.Create(await fixture.Servers.CreateDatabaseAsync(name));
+        await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
+        return (new PostgresCloudStore(dataSource), async sql =>
+        {
+            await using var command = dataSource.CreateCommand(sql);
+            return (long)(await command.ExecuteScalarAsync())!;
+        }, async () =>
+        {
+            await dataSource.DisposeAsync();
+            await fixture.Servers.DropDatabaseAsync(name);
+        });
+    }
+
+    private static (ICloudStore, Func<string, Task<long>>, Func<Task>) SqliteStore()
+    {
+        var directory = Directory.CreateTempSubdirectory("engram-cloud-");
+        var path = Path.Combine(directory.FullName, "cloud.db");
+        return (new SqliteCloudStore(path), async sql =>
+        {
+            await using var connection = new SqliteConnection($"Data Source={path}");
+            await connection.OpenAsync();
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            return (long)(await command.ExecuteScalarAsync())!;
+        }, () =>
+        {
+            SqliteConnection.ClearAllPools();
+            directory.Delete(recursive: true);
+            return Task.CompletedTask;
+        });
     }
 
     /// <summary>Sends a batch as a request and returns whichever answer the consumer gives.</summary>
@@ -64,11 +105,15 @@ public sealed class IngestHarness : IAsyncDisposable
         return response.Message;
     }
 
-    public async Task<long> ScalarAsync(string sql)
+    public async Task<MutationsPage> PullAsync(string device, long afterSeq, int limit = 1000, string target = "team")
     {
-        await using var command = DataSource.CreateCommand(sql);
-        return (long)(await command.ExecuteScalarAsync())!;
+        var client = Harness.GetRequestClient<PullMutations>();
+        var response = await client.GetResponse<MutationsPage>(
+            new PullMutations { TargetKey = target, DeviceId = device, AfterSeq = afterSeq, Limit = limit });
+        return response.Message;
     }
+
+    public Task<long> ScalarAsync(string sql) => _scalar(sql);
 
     public static PushMutations Batch(string device, long previous, params Mutation[] mutations) =>
         new() { TargetKey = "team", DeviceId = device, PreviousLocalSeq = previous, Mutations = mutations };
@@ -83,7 +128,6 @@ public sealed class IngestHarness : IAsyncDisposable
     {
         await Harness.Stop();
         await _provider.DisposeAsync();
-        await DataSource.DisposeAsync();
-        await _servers.DropDatabaseAsync(_database);
+        await _cleanUp();
     }
 }

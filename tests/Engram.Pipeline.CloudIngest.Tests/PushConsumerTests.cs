@@ -1,6 +1,7 @@
 using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using static Engram.Pipeline.CloudIngest.Tests.IngestHarness;
 
 namespace Engram.Pipeline.CloudIngest.Tests;
@@ -8,10 +9,12 @@ namespace Engram.Pipeline.CloudIngest.Tests;
 [Collection(ServersFixture.Collection)]
 public sealed class When_a_batch_is_pushed(ServersFixture servers)
 {
-    [Fact]
-    public async Task It_gets_consecutive_cloud_seqs_and_the_target_advances()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task It_gets_consecutive_cloud_seqs_and_the_target_advances(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
 
         var reply = Assert.IsType<PushAccepted>(await ingest.PushAsync(Batch("a", 0, Upsert(1), Upsert(2), Upsert(5))));
 
@@ -25,10 +28,12 @@ public sealed class When_a_batch_is_pushed(ServersFixture servers)
 [Collection(ServersFixture.Collection)]
 public sealed class When_a_batch_is_redelivered(ServersFixture servers)
 {
-    [Fact]
-    public async Task It_gets_the_same_cloud_seqs_and_no_new_rows()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task It_gets_the_same_cloud_seqs_and_no_new_rows(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
         var batch = Batch("a", 0, Upsert(1), Upsert(2));
         var first = Assert.IsType<PushAccepted>(await ingest.PushAsync(batch));
         Assert.IsType<PushAccepted>(await ingest.PushAsync(Batch("b", 0, Upsert(1))));
@@ -40,10 +45,12 @@ public sealed class When_a_batch_is_redelivered(ServersFixture servers)
         Assert.Equal(3, again.Head);
     }
 
-    [Fact]
-    public async Task A_batch_overlapping_the_high_water_mark_adds_only_its_new_rows()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task A_batch_overlapping_the_high_water_mark_adds_only_its_new_rows(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
         await ingest.PushAsync(Batch("a", 0, Upsert(1), Upsert(2)));
 
         var reply = Assert.IsType<PushAccepted>(await ingest.PushAsync(Batch("a", 0, Upsert(1), Upsert(2), Upsert(3))));
@@ -52,10 +59,12 @@ public sealed class When_a_batch_is_redelivered(ServersFixture servers)
         Assert.Equal(3, await ingest.ScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 
-    [Fact]
-    public async Task A_duplicate_with_other_content_is_a_conflict_and_nothing_changes()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task A_duplicate_with_other_content_is_a_conflict_and_nothing_changes(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
         await ingest.PushAsync(Batch("a", 0, Upsert(1, payload: """{"title":"original"}""")));
 
         var reply = Assert.IsType<PushAccepted>(await ingest.PushAsync(Batch("a", 0, Upsert(1, payload: """{"title":"cloned"}"""))));
@@ -66,10 +75,12 @@ public sealed class When_a_batch_is_redelivered(ServersFixture servers)
         Assert.Equal(1, await ingest.ScalarAsync("""SELECT COUNT(*) FROM cloud_mutations WHERE payload->>'title' = 'original'"""));
     }
 
-    [Fact]
-    public async Task Formatting_differences_in_the_payload_are_not_a_conflict()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task Formatting_differences_in_the_payload_are_not_a_conflict(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
         await ingest.PushAsync(Batch("a", 0, Upsert(1, payload: """{"a":1,"b":[true]}""")));
 
         var reply = Assert.IsType<PushAccepted>(await ingest.PushAsync(Batch("a", 0, Upsert(1, payload: """{ "b": [ true ], "a": 1 }"""))));
@@ -82,10 +93,12 @@ public sealed class When_a_batch_is_redelivered(ServersFixture servers)
 [Collection(ServersFixture.Collection)]
 public sealed class When_a_batch_overtakes_its_predecessor(ServersFixture servers)
 {
-    [Fact]
-    public async Task It_is_refused_with_the_high_water_mark_and_accepted_after_the_predecessor()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task It_is_refused_with_the_high_water_mark_and_accepted_after_the_predecessor(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
         var early = Batch("a", 2, Upsert(3));
 
         var refusal = Assert.IsType<PushRejected>(await ingest.PushAsync(early));
@@ -102,10 +115,12 @@ public sealed class When_a_batch_overtakes_its_predecessor(ServersFixture server
 [Collection(ServersFixture.Collection)]
 public sealed class When_a_batch_holds_invalid_mutations(ServersFixture servers)
 {
-    [Fact]
-    public async Task Each_is_rejected_with_a_reason_the_rest_is_accepted_and_the_mark_moves_past_them()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task Each_is_rejected_with_a_reason_the_rest_is_accepted_and_the_mark_moves_past_them(string backend)
     {
-        await using var ingest = await StartAsync(servers, new IngestOptions { MaxPayloadBytes = 100 });
+        await using var ingest = await StartAsync(servers, backend, new IngestOptions { MaxPayloadBytes = 100 });
         var batch = Batch("a", 0,
             Upsert(1),
             Upsert(2) with { Entity = "memory" },
@@ -134,11 +149,13 @@ public sealed class When_a_batch_holds_invalid_mutations(ServersFixture servers)
     }
 
     [Theory]
-    [InlineData(0, RejectionReasons.EmptyBatch)]
-    [InlineData(4, RejectionReasons.BatchTooLarge)]
-    public async Task A_batch_that_is_empty_or_over_the_count_limit_is_refused_whole(int count, string reason)
+    [InlineData(Postgres, 0, RejectionReasons.EmptyBatch)]
+    [InlineData(Postgres, 4, RejectionReasons.BatchTooLarge)]
+    [InlineData(Sqlite, 0, RejectionReasons.EmptyBatch)]
+    [InlineData(Sqlite, 4, RejectionReasons.BatchTooLarge)]
+    public async Task A_batch_that_is_empty_or_over_the_count_limit_is_refused_whole(string backend, int count, string reason)
     {
-        await using var ingest = await StartAsync(servers, new IngestOptions { MaxBatchMutations = 3 });
+        await using var ingest = await StartAsync(servers, backend, new IngestOptions { MaxBatchMutations = 3 });
 
         var refusal = Assert.IsType<PushRejected>(await ingest.PushAsync(
             Batch("a", 0, Enumerable.Range(1, count).Select(i => Upsert(i)).ToArray())));
@@ -147,10 +164,12 @@ public sealed class When_a_batch_holds_invalid_mutations(ServersFixture servers)
         Assert.Equal(0, await ingest.ScalarAsync("SELECT COUNT(*) FROM cloud_devices"));
     }
 
-    [Fact]
-    public async Task A_batch_without_a_device_id_is_refused_whole()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task A_batch_without_a_device_id_is_refused_whole(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
 
         var refusal = Assert.IsType<PushRejected>(await ingest.PushAsync(Batch("", 0, Upsert(1))));
 
@@ -161,10 +180,12 @@ public sealed class When_a_batch_holds_invalid_mutations(ServersFixture servers)
 [Collection(ServersFixture.Collection)]
 public sealed class When_many_devices_push_at_once(ServersFixture servers)
 {
-    [Fact]
-    public async Task Every_target_log_is_one_to_head_and_each_device_keeps_its_order()
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task Every_target_log_is_one_to_head_and_each_device_keeps_its_order(string backend)
     {
-        await using var ingest = await StartAsync(servers);
+        await using var ingest = await StartAsync(servers, backend);
         var targets = new[] { "t1", "t2" };
         var devices = Enumerable.Range(0, 6).Select(i => $"d{i}").ToArray();
 
@@ -189,5 +210,65 @@ public sealed class When_many_devices_push_at_once(ServersFixture servers)
                 FROM cloud_mutations) x
             WHERE inverted
             """));
+    }
+}
+
+[Collection(ServersFixture.Collection)]
+public sealed class When_a_device_pulls(ServersFixture servers)
+{
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task Pages_follow_each_other_without_gaps_and_own_rows_come_without_payload(string backend)
+    {
+        await using var ingest = await StartAsync(servers, backend);
+        await ingest.PushAsync(Batch("a", 0, Upsert(1, payload: """{"who":"a"}"""), Upsert(2)));
+        await ingest.PushAsync(Batch("b", 0, Upsert(1, payload: """{"who":"b"}"""), Upsert(2), Upsert(3)));
+
+        var first = await ingest.PullAsync("a", afterSeq: 0, limit: 3);
+        var second = await ingest.PullAsync("a", afterSeq: first.ThroughSeq, limit: 3);
+        var last = await ingest.PullAsync("a", afterSeq: second.ThroughSeq, limit: 3);
+
+        Assert.Equal([1L, 2L, 3L], first.Mutations.Select(m => m.CloudSeq));
+        Assert.Equal(3, first.ThroughSeq);
+        Assert.Equal([4L, 5L], second.Mutations.Select(m => m.CloudSeq));
+        Assert.Equal(5, second.ThroughSeq);
+        Assert.Empty(last.Mutations);
+        Assert.Equal(5, last.ThroughSeq);
+        Assert.Equal(5, last.Head);
+        Assert.Equal("", first.Mutations[0].Payload);
+        Assert.Equal("a", first.Mutations[0].DeviceId);
+        Assert.Contains("\"b\"", first.Mutations[2].Payload);
+    }
+
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task A_reader_never_sees_a_later_seq_before_an_earlier_one_commits(string backend)
+    {
+        await using var ingest = await StartAsync(servers, backend);
+        var store = ingest.Harness.Scope.ServiceProvider.GetRequiredService<Storage.ICloudStore>();
+
+        // Device a's transaction takes seqs 1..2 and stays open; device b's must wait for it.
+        var a = await store.BeginPushAsync("team", "a", CancellationToken.None);
+        await a.AppendAsync([Upsert(1), Upsert(2)], [], 2, DateTimeOffset.UtcNow, CancellationToken.None);
+        var b = Task.Run(async () =>
+        {
+            await using var push = await store.BeginPushAsync("team", "b", CancellationToken.None);
+            var (mappings, _) = await push.AppendAsync([Upsert(1)], [], 1, DateTimeOffset.UtcNow, CancellationToken.None);
+            await push.CommitAsync(CancellationToken.None);
+            return mappings;
+        });
+
+        var during = await ingest.PullAsync("c", afterSeq: 0);
+        Assert.Empty(during.Mutations);
+        Assert.Equal(0, during.ThroughSeq);
+        Assert.False(b.IsCompleted);
+
+        await a.CommitAsync(CancellationToken.None);
+        await a.DisposeAsync();
+        Assert.Equal(3, Assert.Single(await b).CloudSeq);
+        var after = await ingest.PullAsync("c", afterSeq: 0);
+        Assert.Equal([1L, 2L, 3L], after.Mutations.Select(m => m.CloudSeq));
     }
 }

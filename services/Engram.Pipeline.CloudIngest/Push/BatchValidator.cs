@@ -95,7 +95,8 @@ public sealed class BatchValidator(IngestOptions options)
     public static long BatchBytes(PushMutations batch) =>
         batch.Mutations.Sum(m => (long)Encoding.UTF8.GetByteCount(m.Payload ?? ""));
 
-    private static string? KeyProblem(string? key)
+    /// <summary>Why a target key, device id or entity key is unusable, or null when it is fine.</summary>
+    public static string? KeyProblem(string? key)
     {
         if (string.IsNullOrWhiteSpace(key))
         {

@@ -2,13 +2,13 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
-namespace Engram.Pipeline.CloudIngest.Storage;
+namespace Engram.Pipeline.CloudIngest.Storage.Postgres;
 
 /// <summary>
 /// Creates the cloud tables before the bus starts. Many ingest processes may start at once, so
 /// the DDL runs under a transaction-scoped advisory lock.
 /// </summary>
-public sealed class CloudSchema(NpgsqlDataSource dataSource, ILogger<CloudSchema> log) : IHostedService
+public sealed class PostgresSchema(NpgsqlDataSource dataSource, ILogger<PostgresSchema> log) : IHostedService
 {
     private const long SchemaLockKey = 0x456e6772616d; // "Engram"
 
@@ -46,7 +46,7 @@ public sealed class CloudSchema(NpgsqlDataSource dataSource, ILogger<CloudSchema
 
     private static string ReadSchema()
     {
-        using var stream = typeof(CloudSchema).Assembly.GetManifestResourceStream("schema.sql")
+        using var stream = typeof(PostgresSchema).Assembly.GetManifestResourceStream("schema.sql")
             ?? throw new InvalidOperationException("schema.sql is not embedded in the ingest assembly.");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();

@@ -1,0 +1,29 @@
+using Engram.Pipeline.Contracts;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Engram.Pipeline.CloudIngest.Pull;
+
+/// <summary><c>engram-pull</c>: read-only, so any number of consumers may serve it; transient failures are retried.</summary>
+public sealed class PullMutationsConsumerDefinition : ConsumerDefinition<PullMutationsConsumer>
+{
+    private readonly IngestOptions _options;
+
+    public PullMutationsConsumerDefinition(IOptions<IngestOptions> options)
+    {
+        _options = options.Value;
+        EndpointName = WireNames.PullQueue;
+        ConcurrentMessageLimit = _options.ConcurrentMessageLimit;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
+        IConsumerConfigurator<PullMutationsConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
+        endpointConfigurator.UseMessageRetry(r =>
+        {
+            r.Handle<Npgsql.NpgsqlException>(e => e.IsTransient);
+            r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
+        });
+    }
+}
