@@ -42,3 +42,19 @@ public sealed class PublisherOptions
     /// <summary>How often the journal is checked for rows written by other processes.</summary>
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromMilliseconds(500);
 }
+
+/// <summary>How other devices' changes are brought in.</summary>
+public sealed class PullerOptions
+{
+    public const string Section = "Puller";
+
+    /// <summary>Rows asked for per page.</summary>
+    [Range(1, 100_000)]
+    public int PageSize { get; set; } = 1000;
+
+    /// <summary>Pull this often even when no TargetAdvanced arrives.</summary>
+    public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>A page request unanswered for this long is asked again.</summary>
+    public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
+}

@@ -1,68 +1,58 @@
-using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device.Cursor;
-using Engram.Pipeline.Device.Journal;
-using Engram.Pipeline.Device.Publisher;
 using Engram.Pipeline.Device.Storage;
 using Engram.Pipeline.Hosting;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Engram.Pipeline.Device;
 
 public static class DeviceServices
 {
-    /// <summary>Everything one device process runs: the journal, the publisher and the cursor service.</summary>
+    /// <summary>One device process: its database, the publisher, the cursor service and the puller, over RabbitMQ.</summary>
     public static IServiceCollection AddDevice(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<DeviceOptions>().BindConfiguration(DeviceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddOptions<PublisherOptions>().BindConfiguration(PublisherOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        services.AddRabbitMqOptions();
-
         var deviceDb = configuration.GetConnectionString("DeviceDb");
         if (string.IsNullOrWhiteSpace(deviceDb))
         {
             throw new InvalidOperationException(
                 "ConnectionStrings:DeviceDb is not set (environment variable ConnectionStrings__DeviceDb, e.g. Data Source=/data/engram.db).");
         }
-        services.AddSingleton(new DeviceDatabase(deviceDb));
+        services.AddDeviceOptions();
+        services.AddRabbitMqOptions();
         services.AddSingleton(TimeProvider.System);
         // The id lives in the database: opening it (creating it on first start) comes before the bus.
-        services.AddSingleton(sp =>
-        {
-            var options = sp.GetRequiredService<IOptions<DeviceOptions>>().Value;
-            var deviceId = sp.GetRequiredService<DeviceDatabase>().Initialise(options.Id, sp.GetRequiredService<TimeProvider>());
-            return new DeviceIdentity(deviceId, options.Target);
-        });
-        services.AddSingleton<JournalSignal>();
-        services.AddSingleton<DeviceJournal>();
-        services.AddSingleton<JournalReader>();
-        services.AddSingleton<InFlightWindow>();
-        services.AddSingleton<CursorService>();
-
-        // Start order: the bus, then the publisher.
+        services.AddSingleton(sp => CreateRuntime(deviceDb,
+            sp.GetRequiredService<IOptions<DeviceOptions>>().Value,
+            sp.GetRequiredService<IOptions<PublisherOptions>>().Value,
+            sp.GetRequiredService<IOptions<PullerOptions>>().Value,
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
-        services.AddMassTransit(bus =>
+        services.AddMassTransit(bus => bus.UsePipelineRabbitMq((context, cfg) =>
         {
-            bus.AddConsumer<PushAcceptedConsumer>();
-            bus.AddConsumer<PushRejectedConsumer>();
-            bus.UsePipelineRabbitMq((context, cfg) =>
-            {
-                var deviceId = context.GetRequiredService<DeviceIdentity>().DeviceId;
-                cfg.ReceiveEndpoint(WireNames.DeviceQueue(deviceId), endpoint =>
-                {
-                    // Replies are sent straight to this queue; nothing is bound to it by message type.
-                    endpoint.ConfigureConsumeTopology = false;
-                    // One answer at a time: each is a short SQLite transaction, and order is easier to reason about.
-                    endpoint.ConcurrentMessageLimit = 1;
-                    endpoint.PrefetchCount = 16;
-                    endpoint.ConfigureConsumer<PushAcceptedConsumer>(context);
-                    endpoint.ConfigureConsumer<PushRejectedConsumer>(context);
-                });
-            });
-        });
-        services.AddHostedService<JournalPublisher>();
+            var runtime = context.GetRequiredService<DeviceRuntime>();
+            cfg.ReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
+        }));
+        services.AddHostedService<DeviceWorker>();
         return services;
+    }
+
+    /// <summary>Binds and validates the device's options from configuration.</summary>
+    public static IServiceCollection AddDeviceOptions(this IServiceCollection services)
+    {
+        services.AddOptions<DeviceOptions>().BindConfiguration(DeviceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<PublisherOptions>().BindConfiguration(PublisherOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<PullerOptions>().BindConfiguration(PullerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        return services;
+    }
+
+    /// <summary>Opens (or creates) a device database and builds the device around it.</summary>
+    public static DeviceRuntime CreateRuntime(string deviceDb, DeviceOptions device, PublisherOptions publisher,
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
+    {
+        var database = new DeviceDatabase(deviceDb);
+        var identity = new DeviceIdentity(database.Initialise(device.Id, clock), device.Target);
+        return new DeviceRuntime(database, identity, publisher, puller, clock, logs);
     }
 }

@@ -1,6 +1,7 @@
 using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Cli.Verification;
 using Engram.Pipeline.Testing;
+using Microsoft.Data.Sqlite;
 using Npgsql;
 
 namespace Engram.Pipeline.Integration.Tests;
@@ -8,17 +9,25 @@ namespace Engram.Pipeline.Integration.Tests;
 [CollectionDefinition(ServersFixture.Collection)]
 public sealed class ServersCollection : ICollectionFixture<ServersFixture>;
 
+/// <summary>The two backends every scenario that does not reach into the broker runs on.</summary>
+public static class Backends
+{
+    public const string RabbitMq = "rabbitmq+postgresql";
+    public const string Embedded = "embedded";
+}
+
 /// <summary>
-/// One scenario's private world on the shared servers: its own RabbitMQ virtual host, its own
-/// PostgreSQL database and its own device files, with the pipeline hosted by the production code.
+/// One scenario's private world, with the pipeline hosted by the production code: on the shared
+/// servers (its own RabbitMQ virtual host and PostgreSQL database), or on the embedded default
+/// (in-memory transport, SQLite cloud store); device files in a temp directory either way.
 /// </summary>
 public sealed class PipelineWorld : IAsyncDisposable
 {
-    private readonly TestServers _servers;
+    private readonly TestServers? _servers;
     private readonly string _name;
     private readonly DirectoryInfo _work;
 
-    private PipelineWorld(TestServers servers, string name, DirectoryInfo work, PipelineCluster cluster)
+    private PipelineWorld(TestServers? servers, string name, DirectoryInfo work, PipelineCluster cluster)
     {
         _servers = servers;
         _name = name;
@@ -28,30 +37,32 @@ public sealed class PipelineWorld : IAsyncDisposable
 
     public PipelineCluster Cluster { get; }
 
-    public string CloudDb => Cluster.Settings.CloudDb;
-
     public string WorkDirectory => _work.FullName;
 
     public static async Task<PipelineWorld> CreateAsync(ServersFixture fixture, string scenario, int ingestProcesses,
-        IReadOnlyDictionary<string, string?>? deviceSettings = null)
+        IReadOnlyDictionary<string, string?>? deviceSettings = null, string backend = Backends.RabbitMq)
     {
-        var servers = fixture.Servers;
         var name = ServersFixture.UniqueName(scenario);
-        var rabbit = await servers.CreateVirtualHostAsync(name);
-        var cloudDb = await servers.CreateDatabaseAsync(name);
         var work = Directory.CreateTempSubdirectory($"engram-{name}-");
+        Uri? rabbit = null;
+        string? cloudDb = null;
+        if (backend == Backends.RabbitMq)
+        {
+            rabbit = await fixture.Servers.CreateVirtualHostAsync(name);
+            cloudDb = await fixture.Servers.CreateDatabaseAsync(name);
+        }
         var cluster = new PipelineCluster(new ClusterSettings(rabbit, cloudDb, work.FullName)
         {
             IngestProcesses = ingestProcesses,
             DeviceSettings = deviceSettings ?? new Dictionary<string, string?>(),
         });
-        return new PipelineWorld(servers, name, work, cluster);
+        return new PipelineWorld(backend == Backends.RabbitMq ? fixture.Servers : null, name, work, cluster);
     }
 
-    /// <summary>Checks I1–I4 (and the cursor rule) from the databases and fails with every verdict if one fails.</summary>
+    /// <summary>Checks I1–I6 from the databases and fails with every verdict if one fails.</summary>
     public async Task<IReadOnlyList<Verdict>> AssertInvariantsAsync()
     {
-        var verdicts = await InvariantChecker.CheckPushAsync(CloudDb,
+        var verdicts = await InvariantChecker.CheckAllAsync(Cluster.Cloud,
             Cluster.Devices.Select(d => new DeviceDatabaseRef(d.DeviceId, d.Target, d.DatabasePath)).ToList(),
             CancellationToken.None);
         var report = string.Join('\n', verdicts.Select(v => $"{(v.Pass ? "PASS" : "FAIL")} {v.Name}: {v.Detail}"));
@@ -60,21 +71,35 @@ public sealed class PipelineWorld : IAsyncDisposable
     }
 
     /// <summary>Deletes every message waiting in a queue of this world's virtual host; returns how many there were.</summary>
-    public Task<long> PurgeQueueAsync(string queue) => _servers.PurgeQueueAsync(_name, queue, TimeSpan.FromSeconds(30));
+    public Task<long> PurgeQueueAsync(string queue) =>
+        (_servers ?? throw new InvalidOperationException("The embedded backend has no broker queues to purge."))
+        .PurgeQueueAsync(_name, queue, TimeSpan.FromSeconds(30));
 
+    /// <summary>Runs a query that returns one number against the cloud database, whichever backend it is.</summary>
     public async Task<long> CloudScalarAsync(string sql)
     {
-        await using var connection = new NpgsqlConnection(CloudDb);
-        await connection.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        return (long)(await command.ExecuteScalarAsync())!;
+        if (Cluster.Settings.CloudDb is { } cloudDb)
+        {
+            await using var connection = new NpgsqlConnection(cloudDb);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand(sql, connection);
+            return (long)(await command.ExecuteScalarAsync())!;
+        }
+        await using var sqlite = new SqliteConnection($"Data Source={Path.Combine(WorkDirectory, "cloud.db")};Mode=ReadOnly");
+        await sqlite.OpenAsync();
+        await using var query = sqlite.CreateCommand();
+        query.CommandText = sql;
+        return (long)(await query.ExecuteScalarAsync())!;
     }
 
     public async ValueTask DisposeAsync()
     {
         await Cluster.DisposeAsync();
-        await _servers.DeleteVirtualHostAsync(_name);
-        await _servers.DropDatabaseAsync(_name);
+        if (_servers is not null)
+        {
+            await _servers.DeleteVirtualHostAsync(_name);
+            await _servers.DropDatabaseAsync(_name);
+        }
         _work.Delete(recursive: true);
     }
 }

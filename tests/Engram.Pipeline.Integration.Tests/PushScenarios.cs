@@ -3,7 +3,6 @@ using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device;
 using Engram.Pipeline.Device.Journal;
-using Engram.Pipeline.Device.Publisher;
 using Engram.Pipeline.Device.Storage;
 using Engram.Pipeline.Testing;
 using MassTransit;
@@ -15,10 +14,12 @@ namespace Engram.Pipeline.Integration.Tests;
 [Collection(ServersFixture.Collection)]
 public sealed class When_three_devices_push_through_three_competing_consumers(ServersFixture servers)
 {
-    [Fact]
-    public async Task Every_mutation_gets_one_cloud_seq_in_device_order_and_the_devices_agree_with_the_cloud()
+    [Theory]
+    [InlineData(Backends.RabbitMq)]
+    [InlineData(Backends.Embedded)]
+    public async Task Every_mutation_gets_one_cloud_seq_in_device_order_and_the_devices_agree_with_the_cloud(string backend)
     {
-        await using var world = await PipelineWorld.CreateAsync(servers, "three_devices", ingestProcesses: 3);
+        await using var world = await PipelineWorld.CreateAsync(servers, "three_devices", ingestProcesses: 3, backend: backend);
 
         var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 5_000),
             progress: null, CancellationToken.None);
@@ -52,7 +53,7 @@ public sealed class When_every_batch_is_delivered_twice_and_out_of_order(Servers
             for (var round = 0; round < 4; round++)
             {
                 await device.Journal.RecordAsync(workload.Next(500), CancellationToken.None);
-                var reader = device.Host.Services.GetRequiredService<JournalReader>();
+                var reader = new JournalReader(device.Runtime.Database, device.Runtime.Identity);
                 if (await reader.ReadBatchAsync(null, 10_000, int.MaxValue, CancellationToken.None) is not { } pending)
                 {
                     continue;
@@ -92,10 +93,12 @@ public sealed class When_every_batch_is_delivered_twice_and_out_of_order(Servers
 [Collection(ServersFixture.Collection)]
 public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixture servers)
 {
-    [Fact]
-    public async Task The_resend_gets_the_same_cloud_seqs_and_adds_no_rows()
+    [Theory]
+    [InlineData(Backends.RabbitMq)]
+    [InlineData(Backends.Embedded)]
+    public async Task The_resend_gets_the_same_cloud_seqs_and_adds_no_rows(string backend)
     {
-        await using var world = await PipelineWorld.CreateAsync(servers, "lost_reply", ingestProcesses: 1);
+        await using var world = await PipelineWorld.CreateAsync(servers, "lost_reply", ingestProcesses: 1, backend: backend);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
 
         // The device journals 800 mutations while its publisher is down...
@@ -136,10 +139,12 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
 [Collection(ServersFixture.Collection)]
 public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixture servers)
 {
-    [Fact]
-    public async Task They_are_rejected_with_reasons_and_everything_else_is_accepted()
+    [Theory]
+    [InlineData(Backends.RabbitMq)]
+    [InlineData(Backends.Embedded)]
+    public async Task They_are_rejected_with_reasons_and_everything_else_is_accepted(string backend)
     {
-        await using var world = await PipelineWorld.CreateAsync(servers, "invalid_mix", ingestProcesses: 2);
+        await using var world = await PipelineWorld.CreateAsync(servers, "invalid_mix", ingestProcesses: 2, backend: backend);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
         var device = await world.Cluster.StartDeviceAsync("device-a", "team", CancellationToken.None);
         var workload = new Workload("device-a", seed: 9);
@@ -204,10 +209,12 @@ public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixt
 [Collection(ServersFixture.Collection)]
 public sealed class When_two_targets_are_pushed_concurrently(ServersFixture servers)
 {
-    [Fact]
-    public async Task Each_targets_seqs_are_one_to_head()
+    [Theory]
+    [InlineData(Backends.RabbitMq)]
+    [InlineData(Backends.Embedded)]
+    public async Task Each_targets_seqs_are_one_to_head(string backend)
     {
-        await using var world = await PipelineWorld.CreateAsync(servers, "two_targets", ingestProcesses: 2);
+        await using var world = await PipelineWorld.CreateAsync(servers, "two_targets", ingestProcesses: 2, backend: backend);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
         var devices = new[]
         {
@@ -245,7 +252,7 @@ public sealed class When_sent_batches_are_lost_before_the_cloud_sees_them(Server
 
         // With no ingest running, the batches wait in engram-push; then the broker loses them.
         await device.Journal.RecordAsync(new Workload("device-a", seed: 21).Next(1_000), CancellationToken.None);
-        var window = device.Host.Services.GetRequiredService<InFlightWindow>();
+        var window = device.Runtime.Window;
         using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
         {
             while (window.Mutations < 1_000)

@@ -79,7 +79,7 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
         }
 
         Assert.Equal(await DeviceDump.ReadAsync(inOrder.Database.Path), await DeviceDump.ReadAsync(shuffledPath));
-        var verdicts = await InvariantChecker.CheckPushAsync(world.CloudDb, [new DeviceDatabaseRef("device-a", "team", shuffledPath)],
+        var verdicts = await InvariantChecker.CheckPushAsync(world.Cluster.Cloud, [new DeviceDatabaseRef("device-a", "team", shuffledPath)],
             CancellationToken.None);
         Assert.True(verdicts.All(v => v.Pass), string.Join('\n', verdicts.Select(v => $"{v.Name}: {v.Detail}")));
     }

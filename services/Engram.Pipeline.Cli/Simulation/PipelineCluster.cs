@@ -1,6 +1,9 @@
 using Engram.Pipeline.CloudIngest;
+using Engram.Pipeline.CloudIngest.Storage;
+using Engram.Pipeline.CloudIngest.Storage.Sqlite;
 using Engram.Pipeline.Device;
 using Engram.Pipeline.Device.Journal;
+using MassTransit;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -9,9 +12,15 @@ using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.Cli.Simulation;
 
-/// <summary>What to run: the broker and database to use, and the processes to host.</summary>
-public sealed record ClusterSettings(Uri RabbitMqUri, string CloudDb, string WorkDirectory)
+/// <summary>
+/// What to run. With a broker and a cloud database it runs against them; with neither it runs on the
+/// embedded default: MassTransit's in-memory transport and a SQLite cloud store in the work directory.
+/// </summary>
+public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string WorkDirectory)
 {
+    public bool Embedded => RabbitMqUri is null;
+
+    /// <summary>Competing cloud ingest processes (with RabbitMQ; the embedded bus has one).</summary>
     public int IngestProcesses { get; init; } = 1;
 
     /// <summary>Extra configuration for every device (e.g. Publisher:ResendAfter).</summary>
@@ -20,34 +29,65 @@ public sealed record ClusterSettings(Uri RabbitMqUri, string CloudDb, string Wor
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 }
 
-/// <summary>One device process: its host, its database file and its identity.</summary>
-public sealed record DeviceNode(string DeviceId, string Target, string DatabasePath, IHost Host)
+/// <summary>One device: its database file, its identity and everything it runs.</summary>
+public sealed record DeviceNode(string DeviceId, string Target, string DatabasePath, DeviceRuntime Runtime)
 {
-    public DeviceJournal Journal => Host.Services.GetRequiredService<DeviceJournal>();
-
-    public string ConnectionString => $"Data Source={DatabasePath}";
+    public DeviceJournal Journal => Runtime.Journal;
 }
 
 /// <summary>
-/// Cloud ingest processes and device processes hosted side by side in this process, each with its
-/// own service provider and broker connection, built by the same code the real executables run.
+/// Cloud ingest and devices hosted side by side in this process, built by the same code the real
+/// executables run. With RabbitMQ every ingest process and every device is a host of its own with
+/// its own broker connection; embedded, they share one in-memory bus.
 /// </summary>
-public sealed class PipelineCluster(ClusterSettings settings) : IAsyncDisposable
+public sealed class PipelineCluster : IAsyncDisposable
 {
+    private readonly ClusterSettings _settings;
     private readonly List<IHost> _ingest = [];
+    private readonly List<IHost> _deviceHosts = [];
     private readonly List<DeviceNode> _devices = [];
+    private readonly List<Task> _embeddedDevices = [];
+    private readonly CancellationTokenSource _stopping = new();
+
+    public PipelineCluster(ClusterSettings settings)
+    {
+        if (settings.RabbitMqUri is null != settings.CloudDb is null)
+        {
+            throw new ArgumentException("Give both a broker and a cloud database, or neither for the embedded default.", nameof(settings));
+        }
+        _settings = settings;
+    }
+
+    public ClusterSettings Settings => _settings;
 
     public IReadOnlyList<IHost> Ingest => _ingest;
 
     public IReadOnlyList<DeviceNode> Devices => _devices;
 
-    public ClusterSettings Settings => settings;
+    /// <summary>The cloud log, read through the same store the ingest uses.</summary>
+    public ICloudStore Cloud => _ingest[0].Services.GetRequiredService<ICloudStore>();
 
     public async Task StartIngestAsync(CancellationToken ct)
     {
-        for (var i = 0; i < settings.IngestProcesses; i++)
+        if (_settings.Embedded)
         {
-            var host = Build((services, configuration) => services.AddCloudIngest(configuration), []);
+            var host = Build([], (services, _) =>
+            {
+                services.AddCloudLog();
+                services.AddSingleton<ICloudStore>(new SqliteCloudStore(Path.Combine(_settings.WorkDirectory, "cloud.db")));
+                services.AddMassTransit(bus =>
+                {
+                    bus.AddCloudConsumers();
+                    bus.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
+                });
+            });
+            await host.StartAsync(ct);
+            _ingest.Add(host);
+            return;
+        }
+        for (var i = 0; i < _settings.IngestProcesses; i++)
+        {
+            var host = Build([], (services, configuration) => services.AddCloudIngest(configuration));
             await host.StartAsync(ct);
             _ingest.Add(host);
         }
@@ -55,43 +95,68 @@ public sealed class PipelineCluster(ClusterSettings settings) : IAsyncDisposable
 
     public async Task<DeviceNode> StartDeviceAsync(string deviceId, string target, CancellationToken ct)
     {
-        var path = Path.Combine(settings.WorkDirectory, $"{deviceId}.db");
-        var values = new Dictionary<string, string?>(settings.DeviceSettings)
+        var path = Path.Combine(_settings.WorkDirectory, $"{deviceId}.db");
+        var values = new Dictionary<string, string?>(_settings.DeviceSettings)
         {
             ["ConnectionStrings:DeviceDb"] = $"Data Source={path}",
             ["Device:Id"] = deviceId,
             ["Device:Target"] = target,
         };
-        var host = Build((services, configuration) => services.AddDevice(configuration), values);
-        await host.StartAsync(ct);
-        var node = new DeviceNode(deviceId, target, path, host);
+        DeviceRuntime runtime;
+        if (_settings.Embedded)
+        {
+            // Devices join the one in-memory bus; their options come from the same configuration keys.
+            var shared = _ingest[0].Services;
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+            runtime = DeviceServices.CreateRuntime($"Data Source={path}",
+                Bind<DeviceOptions>(configuration, DeviceOptions.Section),
+                Bind<PublisherOptions>(configuration, PublisherOptions.Section),
+                Bind<PullerOptions>(configuration, PullerOptions.Section),
+                shared.GetRequiredService<TimeProvider>(), shared.GetRequiredService<ILoggerFactory>());
+            var bus = shared.GetRequiredService<IBus>();
+            var handle = bus.ConnectReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
+            await handle.Ready.WaitAsync(ct);
+            _embeddedDevices.Add(Task.Run(() => runtime.RunAsync(bus, _stopping.Token), CancellationToken.None));
+        }
+        else
+        {
+            var host = Build(values, (services, configuration) => services.AddDevice(configuration));
+            await host.StartAsync(ct);
+            _deviceHosts.Add(host);
+            runtime = host.Services.GetRequiredService<DeviceRuntime>();
+        }
+        var node = new DeviceNode(deviceId, target, path, runtime);
         _devices.Add(node);
         return node;
     }
 
-    /// <summary>Waits until no device has a journal row the cloud has not answered.</summary>
-    public async Task WaitUntilSettledAsync(TimeSpan deadline, CancellationToken ct)
+    /// <summary>
+    /// Waits for quiescence: no device has a journal row the cloud has not answered, and every
+    /// device's cursor has reached its target's head.
+    /// </summary>
+    public async Task WaitUntilSettledAsync(TimeSpan deadline, CancellationToken ct, bool untilCursorsAtHead = true)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeout.CancelAfter(deadline);
         try
         {
-            while (await PendingAsync(timeout.Token) is > 0)
+            while (await LagAsync(untilCursorsAtHead, timeout.Token) is var (pending, behind) && pending + behind > 0)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(100), timeout.Token);
             }
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
+            var (pending, behind) = await LagAsync(untilCursorsAtHead, ct);
             throw new TimeoutException(
-                $"{await PendingAsync(ct)} journal rows were still unanswered after {deadline.TotalSeconds:0} s.");
+                $"After {deadline.TotalSeconds:0} s, {pending} journal rows were still unanswered and {behind} cloud seqs not yet pulled.");
         }
     }
 
-    /// <summary>Journal rows of every device that the cloud has not answered yet.</summary>
-    public async Task<long> PendingAsync(CancellationToken ct)
+    /// <summary>Journal rows still unanswered, and seqs between the devices' cursors and their heads.</summary>
+    public async Task<(long Pending, long Behind)> LagAsync(bool includeCursors, CancellationToken ct)
     {
-        long pending = 0;
+        long pending = 0, behind = 0;
         foreach (var device in _devices)
         {
             await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
@@ -99,29 +164,44 @@ public sealed class PipelineCluster(ClusterSettings settings) : IAsyncDisposable
             await using var count = connection.CreateCommand();
             count.CommandText = """
                 SELECT COUNT(*) FROM sync_mutations
-                WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
+                WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL;
                 """;
             pending += (long)(await count.ExecuteScalarAsync(ct))!;
+            if (includeCursors)
+            {
+                count.CommandText = "SELECT COALESCE(MAX(unified_cursor), 0) FROM sync_state WHERE target_key = $target";
+                count.Parameters.AddWithValue("$target", device.Target);
+                var cursor = (long)(await count.ExecuteScalarAsync(ct))!;
+                behind += Math.Max(0, await Cloud.HeadAsync(device.Target, ct) - cursor);
+            }
         }
-        return pending;
+        return (pending, behind);
     }
 
-    private IHost Build(Action<IServiceCollection, IConfiguration> addService, Dictionary<string, string?> values)
+    private IHost Build(Dictionary<string, string?> values, Action<IServiceCollection, IConfiguration> addService)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>(values)
+        var all = new Dictionary<string, string?>(values);
+        if (!_settings.Embedded)
         {
-            ["RabbitMq:Uri"] = settings.RabbitMqUri.ToString(),
-            ["ConnectionStrings:CloudDb"] = settings.CloudDb,
-        });
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(settings.LogLevel);
+            all["RabbitMq:Uri"] = _settings.RabbitMqUri!.ToString();
+            all["ConnectionStrings:CloudDb"] = _settings.CloudDb;
+        }
+        foreach (var (key, value) in _settings.DeviceSettings)
+        {
+            all.TryAdd(key, value);
+        }
+        builder.Configuration.AddInMemoryCollection(all);
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);
         addService(builder.Services, builder.Configuration);
         return builder.Build();
     }
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var host in _devices.Select(d => d.Host).Concat(_ingest))
+        await _stopping.CancelAsync();
+        await Task.WhenAll(_embeddedDevices);
+        foreach (var host in _deviceHosts.Concat(_ingest))
         {
             try
             {
@@ -132,6 +212,10 @@ public sealed class PipelineCluster(ClusterSettings settings) : IAsyncDisposable
                 host.Dispose();
             }
         }
+        _stopping.Dispose();
         SqliteConnection.ClearAllPools();
     }
+
+    private static T Bind<T>(IConfiguration configuration, string section) where T : new() =>
+        configuration.GetSection(section).Get<T>() ?? new T();
 }

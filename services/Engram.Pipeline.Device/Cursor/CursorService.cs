@@ -1,4 +1,5 @@
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device.Entities;
 using Engram.Pipeline.Device.Storage;
 using Microsoft.Data.Sqlite;
 
@@ -54,17 +55,26 @@ public sealed class CursorService(DeviceDatabase database, DeviceIdentity identi
         await using (var reject = Command(connection, transaction, """
             UPDATE sync_mutations SET rejected_at = $now, reject_reason = $reason, reject_detail = $detail
             WHERE seq = $local AND target_key = $target AND source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
+            RETURNING entity, entity_key
             """, ("$now", now)))
         {
             var local = reject.Parameters.Add("$local", SqliteType.Integer);
             var reason = reject.Parameters.Add("$reason", SqliteType.Text);
             var detail = reject.Parameters.Add("$detail", SqliteType.Text);
+            using var entities = new EntityWriter(connection, transaction);
             foreach (var rejection in reply.Rejected)
             {
                 local.Value = rejection.LocalSeq;
                 reason.Value = rejection.Reason;
                 detail.Value = rejection.Detail;
-                await reject.ExecuteNonQueryAsync(ct);
+                await using var reader = await reject.ExecuteReaderAsync(ct);
+                if (await reader.ReadAsync(ct))
+                {
+                    // The edit was applied locally when it was recorded; without it the entity is what the rest of its history makes it.
+                    var (entity, key) = (reader.GetString(0), reader.GetString(1));
+                    await reader.DisposeAsync();
+                    entities.Refold(identity.Target, entity, key, now);
+                }
             }
         }
 
@@ -94,16 +104,19 @@ public sealed class CursorService(DeviceDatabase database, DeviceIdentity identi
     }
 
     /// <summary>
-    /// Rule 5: the cursor moves only over a gap-free run of known cloud seqs. Here the known seqs are
-    /// this device's own mappings; the cursor walks the consecutive ones just above it and stops at the
-    /// first seq it does not know (another device's, not yet pulled). It never moves back.
+    /// Rule 5: the cursor moves only over a gap-free run of cloud seqs this device knows: its own
+    /// mutations (mapped) and other devices' mutations it has applied (journaled as remote). It walks
+    /// the consecutive known seqs just above it and stops at the first unknown one; it never moves back.
     /// </summary>
-    private const string AdvanceCursorSql = """
+    internal const string AdvanceCursorSql = """
         UPDATE sync_state SET unified_cursor = COALESCE((
             SELECT MAX(cloud_seq) FROM (
-                SELECT cloud_seq, ROW_NUMBER() OVER (ORDER BY cloud_seq) AS rank
-                FROM sync_seq_mapping
-                WHERE target_key = $target AND cloud_seq > sync_state.unified_cursor)
+                SELECT cloud_seq, ROW_NUMBER() OVER (ORDER BY cloud_seq) AS rank FROM (
+                    SELECT cloud_seq FROM sync_seq_mapping
+                    WHERE target_key = $target AND cloud_seq > sync_state.unified_cursor
+                    UNION ALL
+                    SELECT cloud_seq FROM sync_mutations
+                    WHERE target_key = $target AND source = 'remote' AND cloud_seq > sync_state.unified_cursor))
             WHERE cloud_seq = sync_state.unified_cursor + rank), unified_cursor)
         WHERE target_key = $target;
         """;

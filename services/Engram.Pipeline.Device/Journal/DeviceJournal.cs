@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device.Entities;
 using Engram.Pipeline.Device.Storage;
 using Microsoft.Data.Sqlite;
 
@@ -38,7 +39,7 @@ public sealed class DeviceJournal(DeviceDatabase database, DeviceIdentity identi
             var project = insert.Parameters.Add("$project", SqliteType.Text);
             insert.Parameters.AddWithValue("$at", occurredAt);
 
-            await using var apply = new EntityWriter(connection, transaction);
+            using var entities = new EntityWriter(connection, transaction);
             foreach (var mutation in mutations)
             {
                 entity.Value = mutation.Entity;
@@ -47,7 +48,8 @@ public sealed class DeviceJournal(DeviceDatabase database, DeviceIdentity identi
                 payload.Value = mutation.Payload;
                 project.Value = (object?)mutation.Project ?? DBNull.Value;
                 var seq = (long)(await insert.ExecuteScalarAsync(cancellationToken))!;
-                await apply.ApplyOwnAsync(identity.Target, mutation, seq, occurredAt, cancellationToken);
+                entities.Apply(identity.Target, mutation.Entity, mutation.EntityKey, mutation.Op, mutation.Payload,
+                    cloudSeq: null, localSeq: seq, occurredAt);
                 seqs.Add(seq);
             }
             await transaction.CommitAsync(cancellationToken);

@@ -1,9 +1,7 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Journal;
 using MassTransit;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Options;
 
 namespace Engram.Pipeline.Device.Publisher;
 
@@ -18,14 +16,13 @@ public sealed partial class JournalPublisher(
     JournalSignal signal,
     InFlightWindow window,
     DeviceIdentity identity,
-    ISendEndpointProvider sendEndpoints,
-    IOptions<PublisherOptions> options,
+    PublisherOptions options,
     TimeProvider clock,
-    ILogger<JournalPublisher> log) : BackgroundService
+    ILogger<JournalPublisher> log)
 {
-    private readonly PublisherOptions _options = options.Value;
+    private readonly PublisherOptions _options = options;
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    public async Task RunAsync(ISendEndpointProvider sendEndpoints, CancellationToken stoppingToken)
     {
         var push = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
         var replyTo = new Uri($"queue:{WireNames.DeviceQueue(identity.DeviceId)}");
@@ -40,7 +37,7 @@ public sealed partial class JournalPublisher(
             {
                 break;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
                 // The broker or the database is away; nothing was lost (the journal still has every row).
                 LogPublishFailed(e);

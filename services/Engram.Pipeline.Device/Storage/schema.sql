@@ -5,7 +5,8 @@ CREATE TABLE IF NOT EXISTS sync_device (
     created_at TEXT    NOT NULL
 );
 
--- The journal: one row per change, local or pulled from the cloud.
+-- The journal: one row per change, local or pulled from the cloud. For a pulled ('remote') row,
+-- cloud_seq and origin_device say where it came from and acked_at is when it was applied here.
 CREATE TABLE IF NOT EXISTS sync_mutations (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
     target_key    TEXT NOT NULL,
@@ -19,8 +20,16 @@ CREATE TABLE IF NOT EXISTS sync_mutations (
     acked_at      TEXT,
     rejected_at   TEXT,
     reject_reason TEXT,
-    reject_detail TEXT
+    reject_detail TEXT,
+    cloud_seq     INTEGER,
+    origin_device TEXT
 );
+-- A pulled mutation is applied once: its cloud seq can be journaled only once.
+CREATE UNIQUE INDEX IF NOT EXISTS sync_mutations_remote
+    ON sync_mutations (target_key, cloud_seq) WHERE source = 'remote';
+-- Rule 7 asks, per entity, whether this device has an edit the cloud has not placed before a pulled one.
+CREATE INDEX IF NOT EXISTS sync_mutations_entity
+    ON sync_mutations (target_key, entity, entity_key);
 -- What the publisher reads: local rows the cloud has not answered yet, in seq order.
 CREATE INDEX IF NOT EXISTS sync_mutations_pending
     ON sync_mutations (target_key, seq)

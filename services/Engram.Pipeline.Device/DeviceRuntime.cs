@@ -1,0 +1,60 @@
+using Engram.Pipeline.Device.Cursor;
+using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.Device.Publisher;
+using Engram.Pipeline.Device.Pull;
+using Engram.Pipeline.Device.Storage;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace Engram.Pipeline.Device;
+
+/// <summary>
+/// Everything one device is: its database, its record API, the publisher, the cursor service and the
+/// puller. A device process runs one; the embedded simulation runs several on one in-memory bus.
+/// </summary>
+public sealed class DeviceRuntime
+{
+    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, PublisherOptions publisher, PullerOptions puller,
+        TimeProvider clock, ILoggerFactory logs)
+    {
+        Database = database;
+        Identity = identity;
+        Journal = new DeviceJournal(database, identity, JournalSignal, clock);
+        Cursor = new CursorService(database, identity, clock);
+        Publisher = new JournalPublisher(new JournalReader(database, identity), JournalSignal, Window, identity, publisher, clock,
+            logs.CreateLogger<JournalPublisher>());
+        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, PullSignal, puller, clock,
+            logs.CreateLogger<Puller>());
+        _logs = logs;
+    }
+
+    private readonly ILoggerFactory _logs;
+
+    public DeviceDatabase Database { get; }
+    public DeviceIdentity Identity { get; }
+    public DeviceJournal Journal { get; }
+    public CursorService Cursor { get; }
+    public JournalPublisher Publisher { get; }
+    public Puller Puller { get; }
+    public InFlightWindow Window { get; } = new();
+    public JournalSignal JournalSignal { get; } = new();
+    public PullSignal PullSignal { get; } = new();
+
+    /// <summary>The durable queue this device receives its replies and TargetAdvanced on.</summary>
+    public string QueueName => Contracts.WireNames.DeviceQueue(Identity.DeviceId);
+
+    /// <summary>Puts the cursor service and the TargetAdvanced listener on the device's queue.</summary>
+    public void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint)
+    {
+        // One answer at a time: each is a short SQLite transaction, and order is easier to reason about.
+        endpoint.ConcurrentMessageLimit = 1;
+        endpoint.PrefetchCount = 16;
+        endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Window, JournalSignal, _logs.CreateLogger<PushAcceptedConsumer>()));
+        endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Window, JournalSignal, _logs.CreateLogger<PushRejectedConsumer>()));
+        endpoint.Consumer(() => new TargetAdvancedConsumer(Identity, PullSignal));
+    }
+
+    /// <summary>Runs the publisher and the puller until <paramref name="stoppingToken"/> fires.</summary>
+    public Task RunAsync(IBus bus, CancellationToken stoppingToken) =>
+        Task.WhenAll(Publisher.RunAsync(bus, stoppingToken), Puller.RunAsync(bus, stoppingToken));
+}

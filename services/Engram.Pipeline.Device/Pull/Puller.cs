@@ -1,0 +1,74 @@
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device.Storage;
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace Engram.Pipeline.Device.Pull;
+
+/// <summary>
+/// Brings other devices' changes: on TargetAdvanced (or every <see cref="PullerOptions.PollInterval"/>
+/// as a fallback) it asks <c>engram-pull</c> for pages after the unified cursor until it has caught
+/// up with the head.
+/// </summary>
+public sealed partial class Puller(
+    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, PullSignal signal,
+    PullerOptions options, TimeProvider clock, ILogger<Puller> log)
+{
+    public async Task RunAsync(IBus bus, CancellationToken stoppingToken)
+    {
+        var client = bus.CreateRequestClient<PullMutations>(new Uri($"queue:{WireNames.PullQueue}"),
+            RequestTimeout.After(s: (int)options.RequestTimeout.TotalSeconds));
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await CatchUpAsync(client, stoppingToken);
+                await signal.WaitAsync(options.PollInterval, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The broker, the cloud or the database is away; the cursor has not moved, so nothing is skipped.
+                LogPullFailed(e);
+                await Task.Delay(TimeSpan.FromSeconds(1), clock, stoppingToken);
+            }
+        }
+    }
+
+    /// <summary>Pages until the cursor reaches the head the cloud reports.</summary>
+    public async Task CatchUpAsync(IRequestClient<PullMutations> client, CancellationToken ct)
+    {
+        while (true)
+        {
+            var cursor = await ReadCursorAsync(ct);
+            var response = await client.GetResponse<MutationsPage>(new PullMutations
+            {
+                TargetKey = identity.Target, DeviceId = identity.DeviceId, AfterSeq = cursor, Limit = options.PageSize,
+            }, ct);
+            var result = await applier.ApplyAsync(response.Message, ct);
+            LogPage(cursor, response.Message.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
+            if (result.Cursor >= result.Head || result.Cursor == cursor)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task<long> ReadCursorAsync(CancellationToken ct)
+    {
+        await using var connection = await database.OpenAsync(ct);
+        await using var select = connection.CreateCommand();
+        select.CommandText = "SELECT unified_cursor FROM sync_state WHERE target_key = $target";
+        select.Parameters.AddWithValue("$target", identity.Target);
+        return await select.ExecuteScalarAsync(ct) as long? ?? 0;
+    }
+
+    [LoggerMessage(LogLevel.Debug, "Pulled after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
+    private partial void LogPage(long afterSeq, int rows, int applied, int own, long cursor, long head);
+
+    [LoggerMessage(LogLevel.Warning, "Pulling failed; retrying in 1 s")]
+    private partial void LogPullFailed(Exception exception);
+}
