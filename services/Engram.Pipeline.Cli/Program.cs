@@ -1,7 +1,13 @@
 using System.CommandLine;
 using System.Text.Json;
 using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Cli.Status;
+using Engram.Pipeline.CloudIngest.Storage;
+using Engram.Pipeline.CloudIngest.Storage.Postgres;
+using Engram.Pipeline.CloudIngest.Storage.Sqlite;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
+using Npgsql;
 
 var devices = new Option<int>("--devices") { Description = "Devices in the fleet", DefaultValueFactory = _ => 3 };
 var mutations = new Option<int>("--mutations") { Description = "Mutations each device records", DefaultValueFactory = _ => 2_000 };
@@ -84,5 +90,84 @@ simulate.SetAction(async (parsed, ct) =>
     return report.Pass ? 0 : 1;
 });
 
-var root = new RootCommand("engram-pipeline: Engram's sync pipeline, simulated and checked") { simulate };
+var databases = new Option<FileInfo[]>("--db")
+{
+    Description = "A device database (repeat for several); default: ConnectionStrings__DeviceDb",
+    AllowMultipleArgumentsPerToken = true,
+};
+var cloudOption = new Option<string?>("--cloud")
+{
+    Description = "The cloud, for its head: a PostgreSQL connection string or an embedded cloud.db; default: ConnectionStrings__CloudDb",
+};
+var statusJson = new Option<bool>("--json") { Description = "Print JSON for machines" };
+var status = new Command("status", "Per device and target: pending, in flight, acked, rejected (with reasons), unified cursor, cloud head, lag")
+    { databases, cloudOption, statusJson };
+status.SetAction(async (parsed, ct) =>
+{
+    var configuration = new ConfigurationBuilder().AddEnvironmentVariables().Build();
+    var paths = parsed.GetValue(databases) is { Length: > 0 } given
+        ? given.Select(f => f.FullName).ToList()
+        : configuration.GetConnectionString("DeviceDb") is { } deviceDb
+            ? [new SqliteConnectionStringBuilder(deviceDb).DataSource]
+            : [];
+    if (paths.Count == 0)
+    {
+        Console.Error.WriteLine("Name a device database with --db PATH (or ConnectionStrings__DeviceDb).");
+        return 2;
+    }
+    var cloudSetting = parsed.GetValue(cloudOption) ?? configuration.GetConnectionString("CloudDb");
+    await using var npgsql = cloudSetting is null || cloudSetting.EndsWith(".db", StringComparison.Ordinal)
+        ? null : NpgsqlDataSource.Create(cloudSetting);
+    ICloudStore? cloud = cloudSetting switch
+    {
+        null => null,
+        _ when npgsql is null => File.Exists(cloudSetting) ? new SqliteCloudStore(cloudSetting)
+            : throw new FileNotFoundException($"No embedded cloud store at {cloudSetting}."),
+        _ => new PostgresCloudStore(npgsql),
+    };
+
+    var statuses = new List<DeviceStatus>();
+    foreach (var path in paths)
+    {
+        try
+        {
+            statuses.AddRange(await DeviceStatus.ReadAsync(path, cloud, ct));
+        }
+        catch (Exception e) when (e is FileNotFoundException or SqliteException)
+        {
+            Console.Error.WriteLine($"{path}: {e.Message}");
+            return 1;
+        }
+    }
+    if (parsed.GetValue(statusJson))
+    {
+        Console.WriteLine(JsonSerializer.Serialize(statuses.Select(s => new
+        {
+            deviceId = s.DeviceId, target = s.Target, pending = s.Pending, inFlight = s.InFlight, acked = s.Acked,
+            rejected = s.Rejected, rejectedByReason = s.RejectedByReason, pulled = s.Pulled, unifiedCursor = s.UnifiedCursor,
+            head = s.Head, headFromCloud = s.HeadFromCloud, lag = s.Lag, lastError = s.LastError,
+        }), new JsonSerializerOptions { WriteIndented = true }));
+        return 0;
+    }
+    Console.WriteLine($"{"device",-20} {"target",-24} {"pending",8} {"in flight",9} {"acked",8} {"rejected",8} {"pulled",8} {"cursor",8} {"head",8} {"lag",6}");
+    foreach (var s in statuses)
+    {
+        Console.WriteLine($"{s.DeviceId,-20} {s.Target,-24} {s.Pending,8} {s.InFlight,9} {s.Acked,8} {s.Rejected,8} {s.Pulled,8} {s.UnifiedCursor,8} {s.Head,8}{(s.HeadFromCloud ? " " : "*")} {s.Lag,5}");
+        foreach (var (reason, count) in s.RejectedByReason)
+        {
+            Console.WriteLine($"    rejected {reason}: {count}");
+        }
+        if (s.LastError is { } error)
+        {
+            Console.WriteLine($"    last refusal: {error}");
+        }
+    }
+    if (statuses.Any(s => !s.HeadFromCloud))
+    {
+        Console.WriteLine("* the last head the device heard of; give --cloud for the cloud's own");
+    }
+    return 0;
+});
+
+var root = new RootCommand("engram-pipeline: Engram's sync pipeline, simulated and checked") { simulate, status };
 return await root.Parse(args).InvokeAsync();

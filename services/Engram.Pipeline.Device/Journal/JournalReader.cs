@@ -74,6 +74,23 @@ public sealed class JournalReader(DeviceDatabase database, DeviceIdentity identi
         return new PendingBatch((long)(await before.ExecuteScalarAsync(ct))!, mutations);
     }
 
+    /// <summary>Notes when rows were sent, so that status can tell rows in flight from rows not sent yet.</summary>
+    public async Task MarkSentAsync(PendingBatch batch, DateTimeOffset at, CancellationToken ct)
+    {
+        await using var connection = await database.OpenAsync(ct);
+        await using var update = connection.CreateCommand();
+        update.CommandText = """
+            UPDATE sync_mutations SET sent_at = $at
+            WHERE target_key = $target AND source = 'local' AND seq BETWEEN $first AND $last
+              AND acked_at IS NULL AND rejected_at IS NULL
+            """;
+        update.Parameters.AddWithValue("$at", DeviceDatabase.Timestamp(at));
+        update.Parameters.AddWithValue("$target", identity.Target);
+        update.Parameters.AddWithValue("$first", batch.FirstSeq);
+        update.Parameters.AddWithValue("$last", batch.LastSeq);
+        await update.ExecuteNonQueryAsync(ct);
+    }
+
     /// <summary>
     /// Another writer may use SQLite's own format ("2025-01-31 12:00:00", UTC). An unreadable value must
     /// not stop the journal, so it travels as the Unix epoch; the row itself is unchanged.

@@ -75,6 +75,7 @@ public sealed partial class JournalPublisher(
                 context.RequestId = id;
                 context.ResponseAddress = replyTo;
             }, ct);
+            await journal.MarkSentAsync(batch, clock.GetUtcNow(), ct);
             LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
         }
     }

@@ -5,7 +5,8 @@ CREATE TABLE IF NOT EXISTS sync_device (
     created_at TEXT    NOT NULL
 );
 
--- The journal: one row per change, local or pulled from the cloud. For a pulled ('remote') row,
+-- The journal: one row per change, local or pulled from the cloud. sent_at is when the publisher last
+-- sent a local row (status shows sent and unanswered rows as in flight). For a pulled ('remote') row,
 -- cloud_seq and origin_device say where it came from and acked_at is when it was applied here.
 CREATE TABLE IF NOT EXISTS sync_mutations (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -17,6 +18,7 @@ CREATE TABLE IF NOT EXISTS sync_mutations (
     source        TEXT NOT NULL DEFAULT 'local' CHECK (source IN ('local', 'remote')),
     project       TEXT,
     occurred_at   TEXT NOT NULL,
+    sent_at       TEXT,
     acked_at      TEXT,
     rejected_at   TEXT,
     reject_reason TEXT,

@@ -1,0 +1,30 @@
+using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Testing;
+using Xunit.Abstractions;
+
+namespace Engram.Pipeline.Integration.Tests;
+
+[Collection(ServersFixture.Collection)]
+public sealed class When_four_devices_simulate_ten_thousand_mutations_each(ServersFixture servers, ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData(Backends.RabbitMq)]
+    [InlineData(Backends.Embedded)]
+    public async Task Every_invariant_passes_and_the_devices_converge(string backend)
+    {
+        await using var world = await PipelineWorld.CreateAsync(servers, "simulate", ingestProcesses: 3, backend: backend);
+
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 4, MutationsPerDevice: 10_000),
+            progress: null, CancellationToken.None);
+
+        foreach (var verdict in report.Verdicts)
+        {
+            output.WriteLine($"{(verdict.Pass ? "PASS" : "FAIL")} {verdict.Name}: {verdict.Detail}");
+        }
+        output.WriteLine($"{backend}: {report.MutationsPerSecond:0} mutations/s, to accepted p50 {report.ToAccepted.P50:0} ms " +
+                         $"p99 {report.ToAccepted.P99:0} ms, to visible p50 {report.ToVisible.P50:0} ms p99 {report.ToVisible.P99:0} ms");
+        Assert.Equal(6, report.Verdicts.Count);
+        Assert.True(report.Pass, string.Join('\n', report.Verdicts.Select(v => $"{v.Name}: {v.Detail}")));
+        Assert.Equal(40_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+    }
+}
