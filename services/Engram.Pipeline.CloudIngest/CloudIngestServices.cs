@@ -4,8 +4,6 @@ using Engram.Pipeline.CloudIngest.Storage;
 using Engram.Pipeline.CloudIngest.Storage.Postgres;
 using Engram.Pipeline.Hosting;
 using MassTransit;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 
 namespace Engram.Pipeline.CloudIngest;
@@ -28,6 +26,7 @@ public static class CloudIngestServices
         services.AddSingleton<ICloudStore, PostgresCloudStore>();
         // Registered before MassTransit so the schema exists before the first message is taken.
         services.AddHostedService<PostgresSchema>();
+        services.AddHealthChecks().AddCheck<CloudStoreHealthCheck>("cloud-database", tags: ["ready"]);
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus =>
         {
@@ -45,6 +44,8 @@ public static class CloudIngestServices
             .ValidateDataAnnotations()
             .ValidateOnStart();
         services.AddSingleton(TimeProvider.System);
+        services.AddMetrics();
+        services.AddSingleton<IngestMetrics>();
         services.AddSingleton<PushIngestor>();
         services.AddSingleton<PullReader>();
         return services;

@@ -1,7 +1,13 @@
 using Engram.Pipeline.CloudIngest;
 using Engram.Pipeline.Hosting;
-using Microsoft.Extensions.Hosting;
 
-var builder = Host.CreateApplicationBuilder(args);
+var builder = WebApplication.CreateBuilder(args);
+if (args is ["probe", ..])
+{
+    return await Operations.ProbeAsync(builder.Configuration["Urls"] ?? "http://127.0.0.1:8080");
+}
+builder.AddOperations("engram-cloud-ingest");
 builder.Services.AddCloudIngest(builder.Configuration);
-return await builder.Build().RunServiceAsync();
+var app = builder.Build();
+app.MapOperations();
+return await app.RunServiceAsync();

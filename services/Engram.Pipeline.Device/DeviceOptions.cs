@@ -58,3 +58,13 @@ public sealed class PullerOptions
     /// <summary>A page request unanswered for this long is asked again.</summary>
     public TimeSpan RequestTimeout { get; set; } = TimeSpan.FromSeconds(30);
 }
+
+/// <summary>When the device reports itself unwell.</summary>
+public sealed class HealthOptions
+{
+    public const string Section = "Health";
+
+    /// <summary>Cursor lag (head − cursor) above which the device reports Degraded.</summary>
+    [Range(0, long.MaxValue)]
+    public long MaxLag { get; set; } = 10_000;
+}

@@ -4,7 +4,6 @@ using Engram.Pipeline.Device.Publisher;
 using Engram.Pipeline.Device.Pull;
 using Engram.Pipeline.Device.Storage;
 using MassTransit;
-using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.Device;
 

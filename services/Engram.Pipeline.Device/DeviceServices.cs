@@ -1,9 +1,7 @@
+using Engram.Pipeline.Device.Monitoring;
 using Engram.Pipeline.Device.Storage;
 using Engram.Pipeline.Hosting;
 using MassTransit;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Engram.Pipeline.Device;
@@ -35,6 +33,10 @@ public static class DeviceServices
             cfg.ReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
         }));
         services.AddHostedService<DeviceWorker>();
+        services.AddMetrics();
+        services.AddSingleton<DeviceMetrics>();
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<HealthOptions>>().Value);
+        services.AddHealthChecks().AddCheck<DeviceHealthCheck>("device-database", tags: ["ready"]);
         return services;
     }
 
@@ -44,6 +46,7 @@ public static class DeviceServices
         services.AddOptions<DeviceOptions>().BindConfiguration(DeviceOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<PublisherOptions>().BindConfiguration(PublisherOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddOptions<PullerOptions>().BindConfiguration(PullerOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<HealthOptions>().BindConfiguration(HealthOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         return services;
     }
 

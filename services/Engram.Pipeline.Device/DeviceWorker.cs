@@ -1,10 +1,14 @@
+using Engram.Pipeline.Device.Monitoring;
 using MassTransit;
-using Microsoft.Extensions.Hosting;
 
 namespace Engram.Pipeline.Device;
 
 /// <summary>Runs the device's publisher and puller once the bus is up.</summary>
-public sealed class DeviceWorker(DeviceRuntime runtime, IBus bus) : BackgroundService
+public sealed class DeviceWorker(DeviceRuntime runtime, IBus bus, DeviceMetrics metrics) : BackgroundService
 {
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) => runtime.RunAsync(bus, stoppingToken);
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        runtime.Publisher.Sent += count => metrics.Pushed.Add(count);
+        return runtime.RunAsync(bus, stoppingToken);
+    }
 }

@@ -53,6 +53,8 @@ public sealed class IngestHarness : IAsyncDisposable
             .AddSingleton(store)
             .AddSingleton(Options.Create(options ?? new IngestOptions()))
             .AddSingleton(TimeProvider.System)
+            .AddMetrics()
+            .AddSingleton<IngestMetrics>()
             .AddSingleton<PushIngestor>()
             .AddSingleton<Pull.PullReader>()
             .AddMassTransitTestHarness(x => x.AddCloudConsumers())

@@ -1,17 +1,20 @@
+using System.Diagnostics;
 using Engram.Pipeline.Contracts;
 using MassTransit;
-using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.CloudIngest.Push;
 
 /// <summary>Ingests a pushed batch, replies to the pusher, and tells every device the log grew.</summary>
-public sealed partial class PushMutationsConsumer(PushIngestor ingestor, ILogger<PushMutationsConsumer> log)
+public sealed partial class PushMutationsConsumer(PushIngestor ingestor, IngestMetrics metrics, ILogger<PushMutationsConsumer> log)
     : IConsumer<PushMutations>
 {
     public async Task Consume(ConsumeContext<PushMutations> context)
     {
         var batch = context.Message;
-        switch (await ingestor.IngestAsync(batch, context.CancellationToken))
+        var started = Stopwatch.GetTimestamp();
+        var outcome = await ingestor.IngestAsync(batch, context.CancellationToken);
+        metrics.Record(batch, outcome, Stopwatch.GetElapsedTime(started));
+        switch (outcome)
         {
             case PushOutcome.Accepted { Reply: var reply, NewRows: var newRows }:
                 LogAccepted(batch.TargetKey, batch.DeviceId, batch.PreviousLocalSeq, newRows,

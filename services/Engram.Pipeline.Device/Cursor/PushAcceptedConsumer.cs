@@ -2,7 +2,6 @@ using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Journal;
 using Engram.Pipeline.Device.Publisher;
 using MassTransit;
-using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.Device.Cursor;
 

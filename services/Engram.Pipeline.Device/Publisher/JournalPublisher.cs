@@ -1,7 +1,6 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Journal;
 using MassTransit;
-using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.Device.Publisher;
 
@@ -21,6 +20,9 @@ public sealed partial class JournalPublisher(
     ILogger<JournalPublisher> log)
 {
     private readonly PublisherOptions _options = options;
+
+    /// <summary>Raised with the number of mutations in each batch sent.</summary>
+    public event Action<int>? Sent;
 
     public async Task RunAsync(ISendEndpointProvider sendEndpoints, CancellationToken stoppingToken)
     {
@@ -76,6 +78,7 @@ public sealed partial class JournalPublisher(
                 context.ResponseAddress = replyTo;
             }, ct);
             await journal.MarkSentAsync(batch, clock.GetUtcNow(), ct);
+            Sent?.Invoke(batch.Mutations.Count);
             LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
         }
     }

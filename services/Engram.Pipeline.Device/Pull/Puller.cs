@@ -1,7 +1,6 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Storage;
 using MassTransit;
-using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.Device.Pull;
 

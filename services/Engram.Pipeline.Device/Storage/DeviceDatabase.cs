@@ -40,7 +40,8 @@ public sealed class DeviceDatabase
         return Task.FromResult(Open());
     }
 
-    private SqliteConnection Open()
+    /// <summary>Opens a connection with the device pragmas set.</summary>
+    public SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);
         try
