@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the RabbitMQ and PostgreSQL 15 binaries that up.sh runs as private servers.
-# Idempotent: does nothing when both are already present.
+# Installs the RabbitMQ and PostgreSQL 15 binaries that up.sh runs as private servers, and what the
+# deployment tests use: docker-compose (only its parser) and Chromium with its driver.
+# Idempotent: does nothing when everything is already present.
 set -euo pipefail
 
 RABBITMQ_SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
@@ -9,6 +10,10 @@ PG_CTL=/usr/lib/postgresql/15/bin/pg_ctl
 packages=()
 [ -x "$RABBITMQ_SERVER" ] || packages+=(rabbitmq-server)
 [ -x "$PG_CTL" ] || packages+=(postgresql-15)
+# The deployment tests: a real compose parser, and a browser for the management UI.
+command -v docker-compose >/dev/null || packages+=(docker-compose)
+[ -x /usr/bin/chromium ] || packages+=(chromium)
+[ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
 [ "${#packages[@]}" -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then

@@ -6,7 +6,6 @@ namespace Engram.Pipeline.Testing;
 /// </summary>
 internal sealed class LocalServers : IAsyncDisposable
 {
-    private const string SolutionFile = "Engram.Pipeline.sln";
     private static readonly TimeSpan _scriptTimeout = TimeSpan.FromSeconds(120);
 
     private readonly string _scriptsDirectory;
@@ -21,7 +20,7 @@ internal sealed class LocalServers : IAsyncDisposable
     /// <summary>Locates the scripts and creates the (still empty) state directory.</summary>
     public static LocalServers Create()
     {
-        var scripts = Path.Combine(FindRepositoryRoot(), "infra", "local");
+        var scripts = Path.Combine(RepositoryRoot.Find(), "infra", "local");
         return new LocalServers(scripts, Directory.CreateTempSubdirectory("engram-servers-").FullName);
     }
 
@@ -61,24 +60,6 @@ internal sealed class LocalServers : IAsyncDisposable
                 $"down.sh {_stateDirectory} --purge failed ({down.Describe()}); servers may still be running:"
                 + Environment.NewLine + down.Output);
         }
-    }
-
-    /// <summary>The folder holding the solution, above the test binaries or else above the working directory.</summary>
-    private static string FindRepositoryRoot()
-    {
-        string[] starts = [AppContext.BaseDirectory, Environment.CurrentDirectory];
-        foreach (var start in starts)
-        {
-            for (var directory = new DirectoryInfo(start); directory is not null; directory = directory.Parent)
-            {
-                if (File.Exists(Path.Combine(directory.FullName, SolutionFile)))
-                {
-                    return directory.FullName;
-                }
-            }
-        }
-
-        throw new InvalidOperationException($"No {SolutionFile} found in or above {string.Join(" or ", starts)}.");
     }
 
     /// <summary>Parses the <c>export NAME='value'</c> lines that up.sh writes.</summary>
