@@ -4,6 +4,7 @@ using Engram.Pipeline.Device.Publisher;
 using Engram.Pipeline.Device.Pull;
 using Engram.Pipeline.Device.Storage;
 using MassTransit;
+using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Device;
 
@@ -48,6 +49,12 @@ public sealed class DeviceRuntime
         // One answer at a time: each is a short SQLite transaction, and order is easier to reason about.
         endpoint.ConcurrentMessageLimit = 1;
         endpoint.PrefetchCount = 16;
+        // Another process (the Engram application) may hold the database's write lock for a while.
+        endpoint.UseMessageRetry(r =>
+        {
+            r.Handle<SqliteException>(e => e.SqliteErrorCode is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED);
+            r.Intervals(100, 500, 2000, 5000);
+        });
         endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Window, JournalSignal, _logs.CreateLogger<PushAcceptedConsumer>()));
         endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Window, JournalSignal, _logs.CreateLogger<PushRejectedConsumer>()));
         endpoint.Consumer(() => new TargetAdvancedConsumer(Identity, PullSignal));

@@ -70,6 +70,12 @@ public sealed class PipelineWorld : IAsyncDisposable
         return verdicts;
     }
 
+    /// <summary>This world's RabbitMQ virtual host.</summary>
+    public string VirtualHost => _name;
+
+    /// <summary>The shared servers (RabbitMQ backend only).</summary>
+    public TestServers Servers => _servers ?? throw new InvalidOperationException("The embedded backend has no servers.");
+
     /// <summary>Deletes every message waiting in a queue of this world's virtual host; returns how many there were.</summary>
     public Task<long> PurgeQueueAsync(string queue) =>
         (_servers ?? throw new InvalidOperationException("The embedded backend has no broker queues to purge."))

@@ -142,6 +142,28 @@ public sealed class TestServers : IAsyncDisposable
         }
     }
 
+    /// <summary>GETs a management API path (e.g. <c>api/queues/vhost</c>) and parses the JSON answer.</summary>
+    public async Task<JsonDocument> GetManagementAsync(string path)
+    {
+        using var response = await _management.GetAsync(path);
+        await EnsureSuccessAsync(response, $"GET {path}");
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+    }
+
+    /// <summary>Publishes a raw message to a queue through the default exchange, as any AMQP client could.</summary>
+    public async Task PublishRawAsync(string virtualHost, string queue, string body, string contentType)
+    {
+        var message = new
+        {
+            properties = new Dictionary<string, object> { ["content_type"] = contentType, ["delivery_mode"] = 2 },
+            routing_key = queue,
+            payload = body,
+            payload_encoding = "string",
+        };
+        using var response = await _management.PostAsJsonAsync($"api/exchanges/{Uri.EscapeDataString(virtualHost)}/amq.default/publish", message);
+        await EnsureSuccessAsync(response, $"publish to {queue}");
+    }
+
     /// <summary>
     /// Waits until a queue holds messages, then deletes them all, as a broker losing them would.
     /// </summary>
