@@ -1,5 +1,6 @@
 using Engram.Pipeline.CloudIngest;
 using Engram.Pipeline.CloudIngest.Storage;
+using Engram.Pipeline.CloudIngest.Storage.Postgres;
 using Engram.Pipeline.CloudIngest.Storage.Sqlite;
 using Engram.Pipeline.Device;
 using Engram.Pipeline.Device.Journal;
@@ -9,6 +10,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Npgsql;
 
 namespace Engram.Pipeline.Cli.Simulation;
 
@@ -49,6 +51,8 @@ public sealed class PipelineCluster : IAsyncDisposable
     private readonly List<Task> _embeddedDevices = [];
     private readonly CancellationTokenSource _stopping = new();
 
+    private readonly NpgsqlDataSource? _cloudDataSource;
+
     public PipelineCluster(ClusterSettings settings)
     {
         if (settings.RabbitMqUri is null != settings.CloudDb is null)
@@ -56,6 +60,15 @@ public sealed class PipelineCluster : IAsyncDisposable
             throw new ArgumentException("Give both a broker and a cloud database, or neither for the embedded default.", nameof(settings));
         }
         _settings = settings;
+        if (settings.CloudDb is { } cloudDb)
+        {
+            _cloudDataSource = NpgsqlDataSource.Create(cloudDb);
+            Cloud = new PostgresCloudStore(_cloudDataSource);
+        }
+        else
+        {
+            Cloud = new SqliteCloudStore(Path.Combine(settings.WorkDirectory, "cloud.db"));
+        }
     }
 
     public ClusterSettings Settings => _settings;
@@ -64,8 +77,8 @@ public sealed class PipelineCluster : IAsyncDisposable
 
     public IReadOnlyList<DeviceNode> Devices => _devices;
 
-    /// <summary>The cloud log, read through the same store the ingest uses.</summary>
-    public ICloudStore Cloud => _ingest[0].Services.GetRequiredService<ICloudStore>();
+    /// <summary>The cloud log, read through the same kind of store the ingest writes with.</summary>
+    public ICloudStore Cloud { get; }
 
     public async Task StartIngestAsync(CancellationToken ct)
     {
@@ -74,7 +87,7 @@ public sealed class PipelineCluster : IAsyncDisposable
             var host = Build([], (services, _) =>
             {
                 services.AddCloudLog();
-                services.AddSingleton<ICloudStore>(new SqliteCloudStore(Path.Combine(_settings.WorkDirectory, "cloud.db")));
+                services.AddSingleton(Cloud);
                 services.AddMassTransit(bus =>
                 {
                     bus.AddCloudConsumers();
@@ -213,6 +226,10 @@ public sealed class PipelineCluster : IAsyncDisposable
             }
         }
         _stopping.Dispose();
+        if (_cloudDataSource is not null)
+        {
+            await _cloudDataSource.DisposeAsync();
+        }
         SqliteConnection.ClearAllPools();
     }
 

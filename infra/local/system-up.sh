@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Usage: system-up.sh STATE_DIR [INGEST_PROCESSES]
+# The docker-compose topology without Docker: a private RabbitMQ (management UI) and PostgreSQL
+# from local binaries, INGEST_PROCESSES cloud ingest processes (default 2) and two devices
+# (device-a, device-b on target "team"), each its own OS process with its own database file.
+# Everything lives under STATE_DIR; system-down.sh STATE_DIR stops it all.
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 STATE_DIR [INGEST_PROCESSES]" >&2; exit 2; }
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+mkdir -p "$1"
+state="$(cd "$1" && pwd)"
+ingest="${2:-2}"
+
+mkdir -p "$state/logs"
+# The servers keep running after up.sh returns: give them no handle on this script's output.
+if ! bash "$root/infra/local/up.sh" "$state" >"$state/logs/up.log" 2>&1 </dev/null; then
+  cat "$state/logs/up.log" >&2
+  exit 1
+fi
+# shellcheck disable=SC1091
+source "$state/env"
+dotnet build "$root/Engram.Pipeline.sln" -c Release -v quiet -nologo >/dev/null
+
+mkdir -p "$state/devices"
+: >"$state/services"
+start() { # name project extra-env...
+  local name="$1" project="$2"; shift 2
+  local port
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  # setsid: each service leads its own process group, which system-down.sh signals.
+  (cd "$root/services/$project/bin/Release/net10.0" &&
+    exec env Urls="http://127.0.0.1:$port" "$@" setsid dotnet "$project.dll") >"$state/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$state/logs/$name.pid"
+  echo "$name http://127.0.0.1:$port" >>"$state/services"
+}
+for i in $(seq 1 "$ingest"); do
+  start "cloud-ingest-$i" Engram.Pipeline.CloudIngest
+done
+for device in device-a device-b; do
+  start "$device" Engram.Pipeline.Device ConnectionStrings__DeviceDb="Data Source=$state/devices/$device.db" \
+    Device__Id="$device" Device__Target=team
+done
+
+# Ready when every service's /health/ready answers.
+while read -r name url; do
+  if ! timeout 60 bash -c "until curl -sf '$url/health/ready' >/dev/null; do sleep 0.5; done"; then
+    echo "system-up.sh: $name is not ready; see $state/logs/$name.log" >&2
+    tail -n 20 "$state/logs/$name.log" >&2
+    exit 1
+  fi
+done <"$state/services"
+
+echo "Engram.Pipeline is up. Services (health at /health/ready, metrics at /metrics):"
+sed 's/^/  /' "$state/services"
+echo "RabbitMQ management: $ENGRAM_RABBITMQ_MANAGEMENT (user $ENGRAM_RABBITMQ_USER, password in $state/env)"
+echo "Device databases: $state/devices; status: dotnet run --project services/Engram.Pipeline.Cli -- status --db $state/devices/device-a.db --cloud \"\$ConnectionStrings__CloudDb\""

@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Engram.Pipeline.Testing;
+
+/// <summary>
+/// One of the project's executables running as its own OS process (built by the same build as the
+/// tests), with its configuration in environment variables. Disposing kills it.
+/// </summary>
+public sealed class ServiceProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly List<string> _output = [];
+
+    private ServiceProcess(Process process, Uri url)
+    {
+        _process = process;
+        Url = url;
+    }
+
+    /// <summary>Where the service's /health and /metrics answer.</summary>
+    public Uri Url { get; }
+
+    public int Id => _process.Id;
+
+    /// <summary>Starts <c>services/{project}</c> and waits until its /health/ready says Healthy.</summary>
+    public static async Task<ServiceProcess> StartAsync(string project, IReadOnlyDictionary<string, string> environment, TimeSpan deadline)
+    {
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}",
+            StringComparison.Ordinal) ? "Release" : "Debug";
+        var dll = Path.Combine(RepositoryRoot.Find(), "services", project, "bin", configuration, "net10.0", project + ".dll");
+        if (!File.Exists(dll))
+        {
+            throw new FileNotFoundException($"{dll} is not built; build the solution first.", dll);
+        }
+        var url = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { dll },
+            WorkingDirectory = Path.GetDirectoryName(dll)!,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var (key, value) in environment)
+        {
+            start.Environment[key] = value;
+        }
+        start.Environment["Urls"] = url.ToString();
+        var process = Process.Start(start) ?? throw new InvalidOperationException($"{project} did not start.");
+        var service = new ServiceProcess(process, url);
+        process.OutputDataReceived += (_, e) => service.Capture(e.Data);
+        process.ErrorDataReceived += (_, e) => service.Capture(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var stopwatch = Stopwatch.StartNew();
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new InvalidOperationException($"{project} exited with {process.ExitCode}:{Environment.NewLine}{service.Output}");
+            }
+            try
+            {
+                using var response = await http.GetAsync(new Uri(url, "health/ready"));
+                if (response.IsSuccessStatusCode)
+                {
+                    return service;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+            if (stopwatch.Elapsed > deadline)
+            {
+                await service.DisposeAsync();
+                throw new TimeoutException($"{project} was not ready after {deadline.TotalSeconds:0} s:{Environment.NewLine}{service.Output}");
+            }
+            await Task.Delay(200);
+        }
+    }
+
+    public string Output
+    {
+        get { lock (_output) { return string.Join(Environment.NewLine, _output.TakeLast(50)); } }
+    }
+
+    private void Capture(string? line)
+    {
+        if (line is not null)
+        {
+            lock (_output) { _output.Add(line); }
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}
