@@ -47,6 +47,9 @@ public sealed class DeviceRuntime
     public void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint)
     {
         // One answer at a time: each is a short SQLite transaction, and order is easier to reason about.
+        // Answers are sent straight to this queue; only TargetAdvanced (a fan-out) needs its exchange bound here.
+        endpoint.ConfigureMessageTopology<Contracts.PushAccepted>(false);
+        endpoint.ConfigureMessageTopology<Contracts.PushRejected>(false);
         endpoint.ConcurrentMessageLimit = 1;
         endpoint.PrefetchCount = 16;
         // Another process (the Engram application) may hold the database's write lock for a while.

@@ -36,7 +36,14 @@ public sealed class When_an_operator_watches_the_management_ui(ServersFixture se
         Assert.Equal(2, queues[WireNames.PullQueue].GetProperty("consumers").GetInt32());
         foreach (var device in world.Cluster.Devices)
         {
-            Assert.Equal(1, queues[WireNames.DeviceQueue(device.DeviceId)].GetProperty("consumers").GetInt32());
+            var queue = WireNames.DeviceQueue(device.DeviceId);
+            Assert.Equal(1, queues[queue].GetProperty("consumers").GetInt32());
+            // MassTransit binds message exchanges to the queue's own exchange of the same name.
+            using var bindings = await world.Servers.GetManagementAsync(
+                $"api/exchanges/{Uri.EscapeDataString(world.VirtualHost)}/{queue}/bindings/destination");
+            var sources = bindings.RootElement.EnumerateArray().Select(b => b.GetProperty("source").GetString()).Order().ToList();
+            output.WriteLine($"{queue} receives from: {string.Join(", ", sources)}");
+            Assert.Equal(["Engram.Pipeline.Contracts:TargetAdvanced"], sources);
         }
         // Every engram-* queue survives a broker restart; only MassTransit's per-process reply queues are temporary.
         Assert.All(queues.Where(q => q.Key.StartsWith("engram-", StringComparison.Ordinal)),
