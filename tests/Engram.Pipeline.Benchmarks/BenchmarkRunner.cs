@@ -1,0 +1,127 @@
+using System.Globalization;
+using System.Text;
+using Engram.Pipeline.Testing;
+
+namespace Engram.Pipeline.Benchmarks;
+
+/// <summary>How much each row measures.</summary>
+public sealed record BenchmarkSizes(string Label, int Runs, int TransportMessages, int DbRows, int DeviceRows, int NaiveRows, int PipelineRows,
+    int LatencySeconds, int[] DeviceCounts, int[] OfferedLoads)
+{
+    public static readonly BenchmarkSizes Full = new("full", 3, 200, 50_000, 50_000, 3_000, 40_000, 10, [1, 4, 16], [1_000, 10_000]);
+    public static readonly BenchmarkSizes Quick = new("quick", 1, 20, 5_000, 5_000, 500, 4_000, 3, [1, 4, 16], [1_000, 10_000]);
+
+    /// <summary>What the test suite runs so the benchmark cannot rot: every row, tiny sizes, no figures worth reading.</summary>
+    public static readonly BenchmarkSizes Smoke = new("smoke", 1, 2, 500, 500, 50, 300, 1, [1, 2], [200]);
+}
+
+/// <summary>Runs every row of the table in one process, on one set of servers, and renders the table.</summary>
+public static class BenchmarkRunner
+{
+    private const int MutationsPerMessage = 500;
+
+    public static async Task<(IReadOnlyList<Row> Rows, string Table)> RunAsync(TestServers servers, BenchmarkSizes sizes, TextWriter progress)
+    {
+        var work = Directory.CreateTempSubdirectory("engram-bench-");
+        var rows = new List<Row>();
+        var runs = sizes.Runs;
+        var (transportMessages, dbRows, deviceRows, naiveRows, pipelineRows, latencySeconds) =
+            (sizes.TransportMessages, sizes.DbRows, sizes.DeviceRows, sizes.NaiveRows, sizes.PipelineRows, sizes.LatencySeconds);
+        var quick = sizes.Label;
+
+        async Task<Row> MeasureAsync(string name, Func<Task<double>> run, string note, List<double>? latencies = null)
+        {
+            var rates = new List<double>();
+            var meter = ResourceMeter.Start();
+            for (var i = 0; i < runs; i++)
+            {
+                rates.Add(await run());
+                progress.WriteLine($"  {name} run {i + 1}: {rates[^1]:0} mutations/s");
+            }
+            var (cpu, peak) = await meter.StopAsync();
+            var median = ResourceMeter.Median(rates);
+            var totalMutations = rates.Count * (name.StartsWith("C1", StringComparison.Ordinal) ? transportMessages * MutationsPerMessage : ParseSize(note));
+            var (p50, p99) = latencies is null ? ((double?)null, (double?)null) : ResourceMeter.Percentiles(latencies);
+            var row = new Row(name, median, p50, p99, Math.Round(peak.Harness),
+                Math.Round(cpu / totalMutations * 100_000, 1), note + $"; peak RSS MB: harness {peak.Harness:0}, RabbitMQ {peak.Broker:0}, PostgreSQL backend {peak.Database:0}");
+            rows.Add(row);
+            return row;
+        }
+
+        static int ParseSize(string note) => int.Parse(note.Split(' ')[0], CultureInfo.InvariantCulture);
+
+        async Task<(Uri Amqp, string Db)> FreshAsync(string name)
+        {
+            var unique = ServersFixture.UniqueName(name);
+            return (await servers.CreateVirtualHostAsync(unique), await servers.CreateDatabaseAsync(unique));
+        }
+
+        var batch = Payloads.Mutations(MutationsPerMessage);
+        var body = Payloads.BatchBody(batch);
+        var c1 = await MeasureAsync("C1 RabbitMQ.Client publish+consume", async () =>
+        {
+            var (amqp, _) = await FreshAsync("c1");
+            return await Ceilings.TransportAsync(amqp, body, transportMessages) * MutationsPerMessage;
+        }, $"{transportMessages} messages of {MutationsPerMessage} mutations ({body.Length / 1024} KiB), confirms, 64 in flight, manual acks");
+
+        var dbData = Payloads.Mutations(dbRows, seed: 2);
+        var c2Copy = await MeasureAsync("C2 Npgsql binary COPY", async () =>
+            await Ceilings.DatabaseAsync((await FreshAsync("c2")).Db, dbData, 500, copy: true), $"{dbRows} rows in batches of 500 + counter row");
+        var c2Insert = await MeasureAsync("C2 Npgsql multi-row INSERT (unnest)", async () =>
+            await Ceilings.DatabaseAsync((await FreshAsync("c2")).Db, dbData, 500, copy: false), $"{dbRows} rows in batches of 500 + counter row");
+
+        var deviceData = Payloads.Mutations(deviceRows, seed: 3);
+        var c3 = await MeasureAsync("C3 SQLite journal + mapping/cursor", async () =>
+            await Ceilings.DeviceAsync(work.FullName, deviceData, 500), $"{deviceRows} mutations in batches of 500");
+
+        var naiveData = Payloads.Mutations(naiveRows, seed: 4);
+        var naiveLatencies = new List<double>();
+        var b = await MeasureAsync("B naive: 1 message, 1 txn, 1 reply per mutation", async () =>
+        {
+            var (amqp, db) = await FreshAsync("b");
+            var (rate, latencies) = await NaivePipeline.RunAsync(amqp, db, work.FullName, naiveData);
+            naiveLatencies.AddRange(latencies);
+            return rate;
+        }, $"{naiveRows} mutations, 32 requests outstanding", naiveLatencies);
+
+        var pipeline = new List<Row>();
+        foreach (var devices in sizes.DeviceCounts)
+        {
+            pipeline.Add(await MeasureAsync($"P Engram.Pipeline, {devices} device(s)", async () =>
+            {
+                var (amqp, db) = await FreshAsync("p");
+                return await PipelineBench.ThroughputAsync(amqp, db, work.FullName, devices, pipelineRows);
+            }, $"{pipelineRows} mutations, journal commit to PushAccepted recorded"));
+        }
+        foreach (var offered in sizes.OfferedLoads)
+        {
+            var latencies = new List<double>();
+            runs = 1;
+            await MeasureAsync($"P latency at {offered}/s offered", async () =>
+            {
+                var (amqp, db) = await FreshAsync("lat");
+                latencies.AddRange(await PipelineBench.LatencyAsync(amqp, db, work.FullName, offered, TimeSpan.FromSeconds(latencySeconds)));
+                return latencies.Count / (double)latencySeconds;
+            }, $"{offered * latencySeconds} mutations over {latencySeconds} s, 1 device", latencies);
+        }
+
+        var ceiling = Math.Min(c1.MutationsPerSecond, Math.Min(Math.Max(c2Copy.MutationsPerSecond, c2Insert.MutationsPerSecond), c3.MutationsPerSecond));
+        var best = pipeline.Max(p => p.MutationsPerSecond);
+        var table = new StringBuilder();
+        table.AppendLine(CultureInfo.InvariantCulture, $"Engram.Pipeline benchmark, {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {quick} run, servers: {servers.Source}");
+        table.AppendLine(CultureInfo.InvariantCulture, $"{"row",-52} {"mutations/s",12} {"p50 ms",8} {"p99 ms",8} {"CPU s/100k",10} {"harness MB",10}");
+        foreach (var row in rows)
+        {
+            table.AppendLine(CultureInfo.InvariantCulture,
+                $"{row.Name,-52} {row.MutationsPerSecond,12:0} {row.P50Ms?.ToString("0", CultureInfo.InvariantCulture) ?? "-",8} {row.P99Ms?.ToString("0", CultureInfo.InvariantCulture) ?? "-",8} {row.CpuSecondsPer100k,10:0.0} {row.PeakMemoryMb,10:0}");
+        }
+        table.AppendLine(CultureInfo.InvariantCulture, $"P (best) / B = {best / b.MutationsPerSecond:0.0}x   (target >= 20x)");
+        table.AppendLine(CultureInfo.InvariantCulture, $"P (best) / min(C1 x {MutationsPerMessage}, C2, C3) = {best:0} / {ceiling:0} = {best / ceiling:P0}   (target >= 50%)");
+        foreach (var row in rows)
+        {
+            table.AppendLine(CultureInfo.InvariantCulture, $"  {row.Name}: {row.Note}");
+        }
+        work.Delete(recursive: true);
+        return (rows, table.ToString());
+    }
+}

@@ -1,0 +1,169 @@
+using System.Diagnostics;
+using Engram.Pipeline.CloudIngest.Storage.Postgres;
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device;
+using Engram.Pipeline.Device.Journal;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+using NpgsqlTypes;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+
+namespace Engram.Pipeline.Benchmarks;
+
+/// <summary>What each part can do on its own: the ceilings the pipeline is measured against.</summary>
+public static class Ceilings
+{
+    /// <summary>
+    /// C1: raw RabbitMQ.Client, persistent messages of one pipeline batch each, publisher confirms
+    /// with many publishes in flight, a consumer acking manually. Returns messages/s.
+    /// </summary>
+    public static async Task<double> TransportAsync(Uri amqp, byte[] body, int messages)
+    {
+        var factory = new ConnectionFactory { Uri = amqp };
+        await using var publisherConnection = await factory.CreateConnectionAsync();
+        await using var consumerConnection = await factory.CreateConnectionAsync();
+        await using var publisher = await publisherConnection.CreateChannelAsync(
+            new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+        await using var subscriber = await consumerConnection.CreateChannelAsync();
+        var queue = $"bench-transport-{Guid.NewGuid():N}";
+        await publisher.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false);
+        await subscriber.BasicQosAsync(0, 64, false);
+
+        var received = 0;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var consumer = new AsyncEventingBasicConsumer(subscriber);
+        consumer.ReceivedAsync += async (_, delivery) =>
+        {
+            await subscriber.BasicAckAsync(delivery.DeliveryTag, multiple: false);
+            if (Interlocked.Increment(ref received) == messages)
+            {
+                done.TrySetResult();
+            }
+        };
+        await subscriber.BasicConsumeAsync(queue, autoAck: false, consumer);
+
+        var clock = Stopwatch.StartNew();
+        using var window = new SemaphoreSlim(64);
+        var publishes = new List<Task>(messages);
+        for (var i = 0; i < messages; i++)
+        {
+            await window.WaitAsync();
+            publishes.Add(Publish());
+        }
+        await Task.WhenAll(publishes);
+        await done.Task.WaitAsync(TimeSpan.FromMinutes(5));
+        var rate = messages / clock.Elapsed.TotalSeconds;
+        await publisher.QueueDeleteAsync(queue);
+        return rate;
+
+        async Task Publish()
+        {
+            try
+            {
+                await publisher.BasicPublishAsync(string.Empty, queue, mandatory: false, new BasicProperties { Persistent = true }, body);
+            }
+            finally
+            {
+                window.Release();
+            }
+        }
+    }
+
+    /// <summary>
+    /// C2: raw Npgsql into <c>cloud_mutations</c>, batches of <paramref name="batch"/> rows with the
+    /// counter-row update in the same transaction, by binary COPY or by one multi-row INSERT (unnest).
+    /// Returns rows/s.
+    /// </summary>
+    public static async Task<double> DatabaseAsync(string cloudDb, IReadOnlyList<Mutation> rows, int batch, bool copy)
+    {
+        await using var dataSource = NpgsqlDataSource.Create(cloudDb);
+        await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
+        var target = $"bench-{(copy ? "copy" : "unnest")}-{Guid.NewGuid():N}";
+        await using (var create = dataSource.CreateCommand("INSERT INTO cloud_targets (target_key) VALUES ($1)"))
+        {
+            create.Parameters.AddWithValue(target);
+            await create.ExecuteNonQueryAsync();
+        }
+        var clock = Stopwatch.StartNew();
+        foreach (var chunk in rows.Chunk(batch))
+        {
+            await using var connection = await dataSource.OpenConnectionAsync();
+            await using var transaction = await connection.BeginTransactionAsync();
+            long head;
+            await using (var counter = new NpgsqlCommand("UPDATE cloud_targets SET head = head + $1 WHERE target_key = $2 RETURNING head", connection, transaction))
+            {
+                counter.Parameters.AddWithValue((long)chunk.Length);
+                counter.Parameters.AddWithValue(target);
+                head = (long)(await counter.ExecuteScalarAsync())!;
+            }
+            var first = head - chunk.Length + 1;
+            if (copy)
+            {
+                await using var writer = await connection.BeginBinaryImportAsync(
+                    "COPY cloud_mutations (target_key, cloud_seq, device_id, local_seq, entity, op, entity_key, payload, occurred_at, accepted_at) FROM STDIN (FORMAT BINARY)");
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    var m = chunk[i];
+                    await writer.StartRowAsync();
+                    await writer.WriteAsync(target, NpgsqlDbType.Text);
+                    await writer.WriteAsync(first + i, NpgsqlDbType.Bigint);
+                    await writer.WriteAsync("bench", NpgsqlDbType.Text);
+                    await writer.WriteAsync(first + i, NpgsqlDbType.Bigint);
+                    await writer.WriteAsync(m.Entity, NpgsqlDbType.Text);
+                    await writer.WriteAsync(m.Op, NpgsqlDbType.Text);
+                    await writer.WriteAsync(m.EntityKey, NpgsqlDbType.Text);
+                    await writer.WriteAsync(m.Payload, NpgsqlDbType.Jsonb);
+                    await writer.WriteAsync(m.OccurredAt.ToUniversalTime(), NpgsqlDbType.TimestampTz);
+                    await writer.WriteAsync(DateTimeOffset.UtcNow, NpgsqlDbType.TimestampTz);
+                }
+                await writer.CompleteAsync();
+            }
+            else
+            {
+                await using var insert = new NpgsqlCommand("""
+                    INSERT INTO cloud_mutations (target_key, cloud_seq, device_id, local_seq, entity, op, entity_key, payload, occurred_at, accepted_at)
+                    SELECT $1, $2 + d.ord - 1, 'bench', $2 + d.ord - 1, d.entity, d.op, d.entity_key, d.payload::jsonb, d.occurred_at, now()
+                    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) WITH ORDINALITY AS d (entity, op, entity_key, payload, occurred_at, ord)
+                    """, connection, transaction);
+                insert.Parameters.AddWithValue(target);
+                insert.Parameters.AddWithValue(first);
+                insert.Parameters.AddWithValue(chunk.Select(m => m.Entity).ToArray());
+                insert.Parameters.AddWithValue(chunk.Select(m => m.Op).ToArray());
+                insert.Parameters.AddWithValue(chunk.Select(m => m.EntityKey).ToArray());
+                insert.Parameters.AddWithValue(chunk.Select(m => m.Payload).ToArray());
+                insert.Parameters.AddWithValue(chunk.Select(m => m.OccurredAt.ToUniversalTime()).ToArray());
+                await insert.ExecuteNonQueryAsync();
+            }
+            await transaction.CommitAsync();
+        }
+        return rows.Count / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// C3: the device's own SQLite work per mutation: the journal and entity write through the record
+    /// API, then the mapping, ack and cursor update through the cursor service, in batches. Returns mutations/s.
+    /// </summary>
+    public static async Task<double> DeviceAsync(string directory, IReadOnlyList<Mutation> rows, int batch)
+    {
+        var runtime = DeviceServices.CreateRuntime($"Data Source={Path.Combine(directory, $"c3-{Guid.NewGuid():N}.db")}",
+            new DeviceOptions { Id = "bench", Target = "bench" }, new PublisherOptions(), new PullerOptions(), TimeProvider.System,
+            NullLoggerFactory.Instance);
+        var clock = Stopwatch.StartNew();
+        long cloudSeq = 0;
+        foreach (var chunk in rows.Chunk(batch))
+        {
+            var seqs = await runtime.Journal.RecordAsync(
+                chunk.Select(m => new NewMutation(m.Entity, m.Op, m.EntityKey, m.Payload)).ToList(), CancellationToken.None);
+            await runtime.Cursor.ApplyAcceptedAsync(new PushAccepted
+            {
+                TargetKey = "bench", DeviceId = "bench", Rejected = [], Head = cloudSeq + seqs.Count,
+                Mappings = seqs.Select(s => new SeqMapping { LocalSeq = s, CloudSeq = ++cloudSeq }).ToList(),
+            }, CancellationToken.None);
+        }
+        var rate = rows.Count / clock.Elapsed.TotalSeconds;
+        SqliteConnection.ClearAllPools();
+        return rate;
+    }
+}
