@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Engram.Pipeline.Cli.Simulation;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
 
 namespace Engram.Pipeline.Benchmarks;
 
@@ -72,7 +73,8 @@ public static class PipelineBench
     private static async Task<PipelineCluster> StartAsync(Uri amqp, string cloudDb, string directory, int devices)
     {
         var work = Directory.CreateDirectory(Path.Combine(directory, $"p-{Guid.NewGuid():N}"));
-        var cluster = new PipelineCluster(new ClusterSettings(amqp, cloudDb, work.FullName) { IngestProcesses = 1 });
+        // The table goes to stdout; the hosts' shutdown chatter (pulls cancelled mid-flight) would bury it.
+        var cluster = new PipelineCluster(new ClusterSettings(amqp, cloudDb, work.FullName) { IngestProcesses = 1, LogLevel = LogLevel.None });
         await cluster.StartIngestAsync(CancellationToken.None);
         var target = $"bench-{Guid.NewGuid():N}";
         for (var d = 0; d < devices; d++)
