@@ -19,11 +19,11 @@ public sealed class DeviceRuntime
     {
         Database = database;
         Identity = identity;
-        Journal = new DeviceJournal(database, identity, JournalSignal, clock);
+        Journal = new DeviceJournal(database, identity, PublisherWakeup, clock);
         Cursor = new CursorService(database, identity, clock);
-        Publisher = new JournalPublisher(new JournalReader(database, identity), JournalSignal, Window, identity, publisher, clock,
+        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, publisher, clock,
             logs.CreateLogger<JournalPublisher>());
-        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, PullSignal, puller, clock,
+        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, PullerWakeup, puller, clock,
             logs.CreateLogger<Puller>());
         _logs = logs;
     }
@@ -37,8 +37,10 @@ public sealed class DeviceRuntime
     public JournalPublisher Publisher { get; }
     public Puller Puller { get; }
     public InFlightWindow Window { get; } = new();
-    public JournalSignal JournalSignal { get; } = new();
-    public PullSignal PullSignal { get; } = new();
+    /// <summary>Wakes the publisher: a row was recorded or a batch answered.</summary>
+    public Wakeup PublisherWakeup { get; } = new();
+    /// <summary>Wakes the puller: the target's log grew.</summary>
+    public Wakeup PullerWakeup { get; } = new();
 
     /// <summary>The durable queue this device receives its replies and TargetAdvanced on.</summary>
     public string QueueName => Contracts.WireNames.DeviceQueue(Identity.DeviceId);
@@ -58,9 +60,9 @@ public sealed class DeviceRuntime
             r.Handle<SqliteException>(e => e.SqliteErrorCode is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED);
             r.Intervals(100, 500, 2000, 5000);
         });
-        endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Window, JournalSignal, _logs.CreateLogger<PushAcceptedConsumer>()));
-        endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Window, JournalSignal, _logs.CreateLogger<PushRejectedConsumer>()));
-        endpoint.Consumer(() => new TargetAdvancedConsumer(Identity, PullSignal));
+        endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Window, PublisherWakeup, _logs.CreateLogger<PushAcceptedConsumer>()));
+        endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Window, PublisherWakeup, _logs.CreateLogger<PushRejectedConsumer>()));
+        endpoint.Consumer(() => new TargetAdvancedConsumer(Identity, PullerWakeup));
     }
 
     /// <summary>Runs the publisher and the puller until <paramref name="stoppingToken"/> fires.</summary>

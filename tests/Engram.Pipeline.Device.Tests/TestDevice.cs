@@ -16,7 +16,7 @@ public sealed class TestDevice : IAsyncDisposable
         _directory = directory;
         Database = database;
         Identity = identity;
-        Journal = new DeviceJournal(database, identity, new JournalSignal(), TimeProvider.System);
+        Journal = new DeviceJournal(database, identity, new Wakeup(), TimeProvider.System);
         Reader = new JournalReader(database, identity);
         Cursor = new CursorService(database, identity, TimeProvider.System);
     }

@@ -1,5 +1,5 @@
-using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device;
 using Engram.Pipeline.Device.Journal;
@@ -105,7 +105,7 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
         var path = Path.Combine(world.WorkDirectory, "device-a.db");
         var database = new DeviceDatabase($"Data Source={path}");
         var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
-        var journal = new DeviceJournal(database, identity, new JournalSignal(), TimeProvider.System);
+        var journal = new DeviceJournal(database, identity, new Wakeup(), TimeProvider.System);
         await journal.RecordAsync(new Workload("device-a", seed: 5).Next(800), CancellationToken.None);
 
         // ...the cloud commits its first 300 and the reply never leaves (the ingest process died before replying)...
@@ -260,8 +260,9 @@ public sealed class When_sent_batches_are_lost_before_the_cloud_sees_them(Server
                 await Task.Delay(20, deadline.Token);
             }
         }
-        // Two batches of 500 were waiting (the management API may not count the second one yet).
-        Assert.InRange(await world.PurgeQueueAsync(WireNames.PushQueue), 1, 2);
+        // Two batches of 500 were waiting, and by the time the management API counts them (its figures
+        // lag by seconds) the publisher may have sent them again: all of them are lost.
+        Assert.True(await world.PurgeQueueAsync(WireNames.PushQueue) >= 1);
 
         await world.Cluster.StartIngestAsync(CancellationToken.None);
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);

@@ -90,7 +90,7 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
     {
         var database = new DeviceDatabase($"Data Source={path}");
         var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
-        return new DeviceCopy(database, new DeviceJournal(database, identity, new JournalSignal(), TimeProvider.System),
+        return new DeviceCopy(database, new DeviceJournal(database, identity, new Wakeup(), TimeProvider.System),
             new JournalReader(database, identity), new CursorService(database, identity, TimeProvider.System));
     }
 

@@ -200,10 +200,6 @@ public sealed class PipelineCluster : IAsyncDisposable
             all["RabbitMq:Uri"] = _settings.RabbitMqUri!.ToString();
             all["ConnectionStrings:CloudDb"] = _settings.CloudDb;
         }
-        foreach (var (key, value) in _settings.DeviceSettings)
-        {
-            all.TryAdd(key, value);
-        }
         builder.Configuration.AddInMemoryCollection(all);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);
         addService(builder.Services, builder.Configuration);

@@ -1,5 +1,4 @@
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device.Journal;
 using Engram.Pipeline.Device.Publisher;
 using MassTransit;
 
@@ -7,7 +6,7 @@ namespace Engram.Pipeline.Device.Cursor;
 
 /// <summary>The cloud committed a batch: record its mappings and rejections, then let the publisher go on.</summary>
 public sealed partial class PushAcceptedConsumer(
-    CursorService cursor, InFlightWindow window, JournalSignal signal, ILogger<PushAcceptedConsumer> log)
+    CursorService cursor, InFlightWindow window, Wakeup signal, ILogger<PushAcceptedConsumer> log)
     : IConsumer<PushAccepted>
 {
     public async Task Consume(ConsumeContext<PushAccepted> context)

@@ -1,5 +1,4 @@
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device.Journal;
 using Engram.Pipeline.Device.Publisher;
 using MassTransit;
 
@@ -11,7 +10,7 @@ namespace Engram.Pipeline.Device.Cursor;
 /// after the publisher's resend timeout, so the rows stay pending and nothing is lost.
 /// </summary>
 public sealed partial class PushRejectedConsumer(
-    CursorService cursor, InFlightWindow window, JournalSignal signal, ILogger<PushRejectedConsumer> log)
+    CursorService cursor, InFlightWindow window, Wakeup signal, ILogger<PushRejectedConsumer> log)
     : IConsumer<PushRejected>
 {
     public async Task Consume(ConsumeContext<PushRejected> context)

@@ -10,7 +10,7 @@ namespace Engram.Pipeline.Device.Journal;
 /// The device's record API: each call journals its mutations and applies them to the entity store
 /// in one SQLite transaction, so a crash keeps both or neither.
 /// </summary>
-public sealed class DeviceJournal(DeviceDatabase database, DeviceIdentity identity, JournalSignal signal, TimeProvider clock)
+public sealed class DeviceJournal(DeviceDatabase database, DeviceIdentity identity, Wakeup signal, TimeProvider clock)
 {
     /// <summary>Records the mutations in order and returns their local seqs.</summary>
     public async Task<IReadOnlyList<long>> RecordAsync(IReadOnlyList<NewMutation> mutations, CancellationToken cancellationToken)

@@ -12,7 +12,7 @@ namespace Engram.Pipeline.Device.Publisher;
 /// </summary>
 public sealed partial class JournalPublisher(
     JournalReader journal,
-    JournalSignal signal,
+    Wakeup signal,
     InFlightWindow window,
     DeviceIdentity identity,
     PublisherOptions options,

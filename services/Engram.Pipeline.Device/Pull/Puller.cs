@@ -10,7 +10,7 @@ namespace Engram.Pipeline.Device.Pull;
 /// up with the head.
 /// </summary>
 public sealed partial class Puller(
-    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, PullSignal signal,
+    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, Wakeup signal,
     PullerOptions options, TimeProvider clock, ILogger<Puller> log)
 {
     public async Task RunAsync(IBus bus, CancellationToken stoppingToken)

@@ -4,7 +4,7 @@ using MassTransit;
 namespace Engram.Pipeline.Device.Pull;
 
 /// <summary>A target's log grew: if it is this device's target, pull now rather than at the next poll.</summary>
-public sealed class TargetAdvancedConsumer(DeviceIdentity identity, PullSignal signal) : IConsumer<TargetAdvanced>
+public sealed class TargetAdvancedConsumer(DeviceIdentity identity, Wakeup signal) : IConsumer<TargetAdvanced>
 {
     public Task Consume(ConsumeContext<TargetAdvanced> context)
     {

@@ -1,7 +1,10 @@
-namespace Engram.Pipeline.Device.Pull;
+namespace Engram.Pipeline.Device;
 
-/// <summary>Wakes the puller early: the target's log grew.</summary>
-public sealed class PullSignal
+/// <summary>
+/// Wakes a loop early: the publisher when a row is recorded or a batch is answered, the puller when
+/// the target's log grows. Each loop still polls on its own, so a missed wake-up only delays it.
+/// </summary>
+public sealed class Wakeup
 {
     private readonly SemaphoreSlim _signal = new(0, 1);
 
@@ -17,5 +20,6 @@ public sealed class PullSignal
         }
     }
 
+    /// <summary>Waits for a wake-up or the timeout, whichever comes first.</summary>
     public Task WaitAsync(TimeSpan timeout, CancellationToken cancellationToken) => _signal.WaitAsync(timeout, cancellationToken);
 }
