@@ -93,6 +93,19 @@ public static class BenchmarkRunner
                 return await PipelineBench.ThroughputAsync(amqp, db, work.FullName, devices, pipelineRows);
             }, $"{pipelineRows} mutations, journal commit to PushAccepted recorded"));
         }
+        // Levers: mutations per message and batches in flight, for one device, side by side in this run.
+        foreach (var (perBatch, inFlight) in new[] { (100, 4), (500, 1), (1000, 4) })
+        {
+            await MeasureAsync($"P lever: {perBatch} per batch, {inFlight} in flight", async () =>
+            {
+                var (amqp, db) = await FreshAsync("lever");
+                return await PipelineBench.ThroughputAsync(amqp, db, work.FullName, 1, pipelineRows, new Dictionary<string, string?>
+                {
+                    ["Publisher:MaxBatchMutations"] = perBatch.ToString(CultureInfo.InvariantCulture),
+                    ["Publisher:MaxBatchesInFlight"] = inFlight.ToString(CultureInfo.InvariantCulture),
+                });
+            }, $"{pipelineRows} mutations, 1 device (default: 500 per batch, 4 in flight)");
+        }
         foreach (var offered in sizes.OfferedLoads)
         {
             var latencies = new List<double>();

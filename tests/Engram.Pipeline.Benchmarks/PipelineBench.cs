@@ -10,9 +10,10 @@ namespace Engram.Pipeline.Benchmarks;
 public static class PipelineBench
 {
     /// <summary>Throughput: every device records its share as fast as it can; done when every mutation has its PushAccepted recorded.</summary>
-    public static async Task<double> ThroughputAsync(Uri amqp, string cloudDb, string directory, int devices, int mutations)
+    public static async Task<double> ThroughputAsync(Uri amqp, string cloudDb, string directory, int devices, int mutations,
+        IReadOnlyDictionary<string, string?>? deviceSettings = null)
     {
-        await using var cluster = await StartAsync(amqp, cloudDb, directory, devices);
+        await using var cluster = await StartAsync(amqp, cloudDb, directory, devices, deviceSettings);
         var perDevice = mutations / devices;
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(cluster.Devices.Select((device, i) => Task.Run(async () =>
@@ -70,11 +71,15 @@ public static class PipelineBench
         return latencies;
     }
 
-    private static async Task<PipelineCluster> StartAsync(Uri amqp, string cloudDb, string directory, int devices)
+    private static async Task<PipelineCluster> StartAsync(Uri amqp, string cloudDb, string directory, int devices,
+        IReadOnlyDictionary<string, string?>? deviceSettings = null)
     {
         var work = Directory.CreateDirectory(Path.Combine(directory, $"p-{Guid.NewGuid():N}"));
         // The table goes to stdout; the hosts' shutdown chatter (pulls cancelled mid-flight) would bury it.
-        var cluster = new PipelineCluster(new ClusterSettings(amqp, cloudDb, work.FullName) { IngestProcesses = 1, LogLevel = LogLevel.None });
+        var cluster = new PipelineCluster(new ClusterSettings(amqp, cloudDb, work.FullName)
+        {
+            IngestProcesses = 1, LogLevel = LogLevel.None, DeviceSettings = deviceSettings ?? new Dictionary<string, string?>(),
+        });
         await cluster.StartIngestAsync(CancellationToken.None);
         var target = $"bench-{Guid.NewGuid():N}";
         for (var d = 0; d < devices; d++)
