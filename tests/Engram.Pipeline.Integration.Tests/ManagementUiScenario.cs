@@ -68,6 +68,8 @@ public sealed class When_an_operator_watches_the_management_ui(ServersFixture se
         service.HideCommandPromptWindow = true;
         using var driver = new ChromeDriver(service, options, TimeSpan.FromSeconds(60));
         var wait = new WebDriverWait(driver, TimeSpan.FromSeconds(30));
+        // The UI redraws the page every few seconds; an element read during a redraw goes stale.
+        wait.IgnoreExceptionTypes(typeof(StaleElementReferenceException), typeof(NoSuchElementException));
         var management = world.Servers.ManagementUri;
 
         driver.Navigate().GoToUrl(management);
