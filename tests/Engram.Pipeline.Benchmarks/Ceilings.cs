@@ -71,6 +71,18 @@ public static class Ceilings
         }
     }
 
+    /// <summary>A fresh cloud database with the schema and one empty target, as the ingest would leave it.</summary>
+    public static async Task<(NpgsqlDataSource DataSource, string Target)> CreateTargetAsync(string cloudDb, string prefix)
+    {
+        var dataSource = NpgsqlDataSource.Create(cloudDb);
+        await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
+        var target = $"{prefix}-{Guid.NewGuid():N}";
+        await using var create = dataSource.CreateCommand("INSERT INTO cloud_targets (target_key) VALUES ($1)");
+        create.Parameters.AddWithValue(target);
+        await create.ExecuteNonQueryAsync();
+        return (dataSource, target);
+    }
+
     /// <summary>
     /// C2: raw Npgsql into <c>cloud_mutations</c>, batches of <paramref name="batch"/> rows with the
     /// counter-row update in the same transaction, by binary COPY or by one multi-row INSERT (unnest).
@@ -78,14 +90,8 @@ public static class Ceilings
     /// </summary>
     public static async Task<double> DatabaseAsync(string cloudDb, IReadOnlyList<Mutation> rows, int batch, bool copy)
     {
-        await using var dataSource = NpgsqlDataSource.Create(cloudDb);
-        await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
-        var target = $"bench-{(copy ? "copy" : "unnest")}-{Guid.NewGuid():N}";
-        await using (var create = dataSource.CreateCommand("INSERT INTO cloud_targets (target_key) VALUES ($1)"))
-        {
-            create.Parameters.AddWithValue(target);
-            await create.ExecuteNonQueryAsync();
-        }
+        var (dataSource, target) = await CreateTargetAsync(cloudDb, copy ? "bench-copy" : "bench-unnest");
+        await using var _ = dataSource;
         var clock = Stopwatch.StartNew();
         foreach (var chunk in rows.Chunk(batch))
         {

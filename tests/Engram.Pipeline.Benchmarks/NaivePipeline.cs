@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Engram.Pipeline.CloudIngest.Storage.Postgres;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device;
 using Engram.Pipeline.Device.Journal;
@@ -53,14 +52,8 @@ public static class NaivePipeline
 {
     public static async Task<(double Rate, List<double> Latencies)> RunAsync(Uri amqp, string cloudDb, string directory, IReadOnlyList<Mutation> rows)
     {
-        await using var dataSource = NpgsqlDataSource.Create(cloudDb);
-        await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
-        var target = $"naive-{Guid.NewGuid():N}";
-        await using (var create = dataSource.CreateCommand("INSERT INTO cloud_targets (target_key) VALUES ($1)"))
-        {
-            create.Parameters.AddWithValue(target);
-            await create.ExecuteNonQueryAsync();
-        }
+        var (dataSource, target) = await Ceilings.CreateTargetAsync(cloudDb, "naive");
+        await using var _ = dataSource;
         var bus = Bus.Factory.CreateUsingRabbitMq(cfg =>
         {
             cfg.Host(amqp);

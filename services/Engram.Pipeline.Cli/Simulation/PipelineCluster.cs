@@ -170,6 +170,8 @@ public sealed class PipelineCluster : IAsyncDisposable
     public async Task<(long Pending, long Behind)> LagAsync(bool includeCursors, CancellationToken ct)
     {
         long pending = 0, behind = 0;
+        // One head per target, however many devices share it.
+        var heads = new Dictionary<string, long>();
         foreach (var device in _devices)
         {
             await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
@@ -185,7 +187,11 @@ public sealed class PipelineCluster : IAsyncDisposable
                 count.CommandText = "SELECT COALESCE(MAX(unified_cursor), 0) FROM sync_state WHERE target_key = $target";
                 count.Parameters.AddWithValue("$target", device.Target);
                 var cursor = (long)(await count.ExecuteScalarAsync(ct))!;
-                behind += Math.Max(0, await Cloud.HeadAsync(device.Target, ct) - cursor);
+                if (!heads.TryGetValue(device.Target, out var head))
+                {
+                    heads[device.Target] = head = await Cloud.HeadAsync(device.Target, ct);
+                }
+                behind += Math.Max(0, head - cursor);
             }
         }
         return (pending, behind);

@@ -1,3 +1,4 @@
+using Engram.Pipeline.CloudIngest.Storage;
 using Engram.Pipeline.Contracts;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -20,10 +21,6 @@ public sealed class PullMutationsConsumerDefinition : ConsumerDefinition<PullMut
         IConsumerConfigurator<PullMutationsConsumer> consumerConfigurator, IRegistrationContext context)
     {
         endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
-        endpointConfigurator.UseMessageRetry(r =>
-        {
-            r.Handle<Npgsql.NpgsqlException>(e => e.IsTransient);
-            r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
-        });
+        endpointConfigurator.UseCloudDatabaseRetry();
     }
 }

@@ -1,7 +1,7 @@
+using Engram.Pipeline.CloudIngest.Storage;
 using Engram.Pipeline.Contracts;
 using MassTransit;
 using Microsoft.Extensions.Options;
-using Npgsql;
 
 namespace Engram.Pipeline.CloudIngest.Push;
 
@@ -25,12 +25,6 @@ public sealed class PushMutationsConsumerDefinition : ConsumerDefinition<PushMut
         IConsumerConfigurator<PushMutationsConsumer> consumerConfigurator, IRegistrationContext context)
     {
         endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
-        endpointConfigurator.UseMessageRetry(r =>
-        {
-            r.Handle<NpgsqlException>(e => e.IsTransient);
-            r.Handle<PostgresException>(e => e.SqlState is PostgresErrorCodes.SerializationFailure
-                or PostgresErrorCodes.DeadlockDetected);
-            r.Exponential(10, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
-        });
+        endpointConfigurator.UseCloudDatabaseRetry();
     }
 }

@@ -40,7 +40,7 @@ public sealed class DeviceDatabase
         return Task.FromResult(Open());
     }
 
-    /// <summary>Opens a connection with the device pragmas set.</summary>
+    /// <summary>Opens a connection with the per-connection pragmas set (WAL is set once, in <see cref="Initialise"/>: it is kept in the file).</summary>
     public SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);
@@ -48,7 +48,7 @@ public sealed class DeviceDatabase
         {
             connection.Open();
             using var pragmas = connection.CreateCommand();
-            pragmas.CommandText = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;";
+            pragmas.CommandText = "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 30000;";
             pragmas.ExecuteNonQuery();
             return connection;
         }
@@ -83,6 +83,12 @@ public sealed class DeviceDatabase
             Directory.CreateDirectory(directory);
         }
         using var connection = Open();
+        using (var wal = connection.CreateCommand())
+        {
+            // Persistent in the database file, and not allowed inside a transaction.
+            wal.CommandText = "PRAGMA journal_mode = WAL";
+            wal.ExecuteNonQuery();
+        }
         using var transaction = connection.BeginTransaction();
         using (var ddl = connection.CreateCommand())
         {

@@ -25,7 +25,8 @@ public sealed class SqliteCloudStore : ICloudStore
         using var stream = typeof(SqliteCloudStore).Assembly.GetManifestResourceStream("sqlite-schema.sql")
             ?? throw new InvalidOperationException("sqlite-schema.sql is not embedded in the ingest assembly.");
         using var reader = new StreamReader(stream);
-        ddl.CommandText = reader.ReadToEnd();
+        // WAL is kept in the file, so it is set once here rather than on every open.
+        ddl.CommandText = "PRAGMA journal_mode = WAL;" + reader.ReadToEnd();
         ddl.ExecuteNonQuery();
     }
 
@@ -98,7 +99,7 @@ public sealed class SqliteCloudStore : ICloudStore
         var connection = new SqliteConnection(_connectionString);
         connection.Open();
         using var pragmas = connection.CreateCommand();
-        pragmas.CommandText = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+        pragmas.CommandText = "PRAGMA synchronous = NORMAL;";
         pragmas.ExecuteNonQuery();
         return connection;
     }
