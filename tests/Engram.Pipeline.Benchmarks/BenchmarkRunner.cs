@@ -6,13 +6,16 @@ namespace Engram.Pipeline.Benchmarks;
 
 /// <summary>How much each row measures.</summary>
 public sealed record BenchmarkSizes(string Label, int Runs, int TransportMessages, int DbRows, int DeviceRows, int NaiveRows, int PipelineRows,
-    int LatencySeconds, int[] DeviceCounts, int[] OfferedLoads)
+    int LatencySeconds, int[] DeviceCounts, int[] OfferedLoads, int[] BacklogRows, int CatchUpRows)
 {
-    public static readonly BenchmarkSizes Full = new("full", 3, 200, 50_000, 50_000, 3_000, 40_000, 10, [1, 4, 16], [1_000, 10_000]);
-    public static readonly BenchmarkSizes Quick = new("quick", 1, 20, 5_000, 5_000, 500, 4_000, 3, [1, 4, 16], [1_000, 10_000]);
+    public static readonly BenchmarkSizes Full = new("full", 3, 200, 50_000, 50_000, 3_000, 40_000, 10, [1, 4, 16], [1_000, 10_000],
+        [100_000, 1_000_000], 1_000_000);
+
+    public static readonly BenchmarkSizes Quick = new("quick", 1, 20, 5_000, 5_000, 500, 4_000, 3, [1, 4, 16], [1_000, 10_000],
+        [10_000, 100_000], 100_000);
 
     /// <summary>What the test suite runs so the benchmark cannot rot: every row, tiny sizes, no figures worth reading.</summary>
-    public static readonly BenchmarkSizes Smoke = new("smoke", 1, 2, 500, 500, 50, 300, 1, [1, 2], [200]);
+    public static readonly BenchmarkSizes Smoke = new("smoke", 1, 2, 500, 500, 50, 300, 1, [1, 2], [200], [300, 600], 500);
 }
 
 /// <summary>Runs every row of the table in one process, on one set of servers, and renders the table.</summary>
@@ -46,6 +49,20 @@ public static class BenchmarkRunner
                 Math.Round(cpu / totalMutations * 100_000, 1), note + $"; peak RSS MB: harness {peak.Harness:0}, RabbitMQ {peak.Broker:0}, PostgreSQL backend {peak.Database:0}");
             rows.Add(row);
             return row;
+        }
+
+        // A row whose device and ingest run as OS processes (run once): the memory column is the device process's peak, and their CPU counts too.
+        async Task<Row> MeasureProcessesAsync(string name, Func<Task<ProcessRun>> run, string note)
+        {
+            ProcessRun? last = null;
+            var row = await MeasureAsync(name, async () => (last = await run()).Rate, note);
+            rows[^1] = row with
+            {
+                PeakMemoryMb = Math.Round(last!.DeviceMb),
+                CpuSecondsPer100k = Math.Round(row.CpuSecondsPer100k + last.CpuSeconds / ParseSize(note) * 100_000, 1),
+                Note = row.Note + $"; as OS processes, peak RSS MB: device {last.DeviceMb:0}, ingest {last.IngestMb:0}",
+            };
+            return rows[^1];
         }
 
         static int ParseSize(string note) => int.Parse(note.Split(' ')[0], CultureInfo.InvariantCulture);
@@ -107,10 +124,11 @@ public static class BenchmarkRunner
                 });
             }, $"{pipelineRows} mutations, 1 device (default: 500 per batch, 4 in flight)");
         }
+        // Every row from here on is one long run.
+        runs = 1;
         foreach (var offered in sizes.OfferedLoads)
         {
             var latencies = new List<double>();
-            runs = 1;
             await MeasureAsync($"P latency at {offered}/s offered", async () =>
             {
                 var (amqp, db) = await FreshAsync("lat");
@@ -119,17 +137,51 @@ public static class BenchmarkRunner
             }, $"{offered * latencySeconds} mutations over {latencySeconds} s, 1 device", latencies);
         }
 
+        // Backlog: the same device starts with 10x more unsent journal; its peak memory should not follow.
+        var backlogs = new List<(int Rows, ProcessRun Run)>();
+        foreach (var backlog in sizes.BacklogRows)
+        {
+            var target = $"bench-backlog-{Guid.NewGuid():N}";
+            var journal = await PipelineBench.WriteBacklogAsync(work.FullName, target, backlog);
+            await MeasureProcessesAsync($"P backlog drain, {backlog} journaled", async () =>
+            {
+                var (amqp, db) = await FreshAsync("backlog");
+                var run = await PipelineBench.DrainAsync(amqp, db, work.FullName, journal, target, backlog);
+                backlogs.Add((backlog, run));
+                return run;
+            }, $"{backlog} mutations journaled before the device starts, 1 device");
+            File.Delete(journal);
+        }
+
+        // Pull catch-up of a new device, beside the raw read of the same log.
+        var (catchUpAmqp, catchUpDb) = await FreshAsync("catchup");
+        Row rawRead, catchUp;
+        var (logSource, logTarget) = await Ceilings.CreateTargetAsync(catchUpDb, "bench-log");
+        await using (logSource)
+        {
+            await Ceilings.AppendAsync(logSource, logTarget, "bench-origin", Payloads.Chunks(sizes.CatchUpRows, 500, seed: 5), copy: true);
+            rawRead = await MeasureAsync("C2 Npgsql raw read of the log", () => Ceilings.ReadLogAsync(logSource, logTarget, page: 1000),
+                $"{sizes.CatchUpRows} rows in keyset pages of 1000, every column");
+            catchUp = await MeasureProcessesAsync("P pull catch-up of a new device", () =>
+                PipelineBench.CatchUpAsync(catchUpAmqp, catchUpDb, work.FullName, logTarget, sizes.CatchUpRows),
+                $"{sizes.CatchUpRows} rows of another device already in the cloud, pages of 1000, applied until cursor = head");
+        }
+
         var ceiling = Math.Min(c1.MutationsPerSecond, Math.Min(Math.Max(c2Copy.MutationsPerSecond, c2Insert.MutationsPerSecond), c3.MutationsPerSecond));
         var best = pipeline.Max(p => p.MutationsPerSecond);
         var table = new StringBuilder();
         table.AppendLine(CultureInfo.InvariantCulture, $"Engram.Pipeline benchmark, {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, {quick} run, servers: {servers.Source}");
-        table.AppendLine(CultureInfo.InvariantCulture, $"{"row",-52} {"mutations/s",12} {"p50 ms",8} {"p99 ms",8} {"CPU s/100k",10} {"harness MB",10}");
+        table.AppendLine(CultureInfo.InvariantCulture, $"{"row",-52} {"mutations/s",12} {"p50 ms",8} {"p99 ms",8} {"CPU s/100k",10} {"peak MB",10}");
         foreach (var row in rows)
         {
             table.AppendLine(CultureInfo.InvariantCulture,
                 $"{row.Name,-52} {row.MutationsPerSecond,12:0} {row.P50Ms?.ToString("0", CultureInfo.InvariantCulture) ?? "-",8} {row.P99Ms?.ToString("0", CultureInfo.InvariantCulture) ?? "-",8} {row.CpuSecondsPer100k,10:0.0} {row.PeakMemoryMb,10:0}");
         }
         table.AppendLine(CultureInfo.InvariantCulture, $"P (best) / B = {best / b.MutationsPerSecond:0.0}x   (target >= 20x)");
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"Backlog of {backlogs[^1].Rows} vs {backlogs[0].Rows}: peak device process {backlogs[^1].Run.DeviceMb:0} vs {backlogs[0].Run.DeviceMb:0} MB, ingest process {backlogs[^1].Run.IngestMb:0} vs {backlogs[0].Run.IngestMb:0} MB, for {backlogs[^1].Rows / backlogs[0].Rows}x the rows");
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"Pull catch-up / raw read = {catchUp.MutationsPerSecond:0} / {rawRead.MutationsPerSecond:0} rows/s = {catchUp.MutationsPerSecond / rawRead.MutationsPerSecond:P0}");
         table.AppendLine(CultureInfo.InvariantCulture, $"P (best) / min(C1 x {MutationsPerMessage}, C2, C3) = {best:0} / {ceiling:0} = {best / ceiling:P0}   (target >= 50%)");
         foreach (var row in rows)
         {

@@ -93,7 +93,14 @@ public static class Ceilings
         var (dataSource, target) = await CreateTargetAsync(cloudDb, copy ? "bench-copy" : "bench-unnest");
         await using var _ = dataSource;
         var clock = Stopwatch.StartNew();
-        foreach (var chunk in rows.Chunk(batch))
+        await AppendAsync(dataSource, target, "bench", rows.Chunk(batch), copy);
+        return rows.Count / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Appends each chunk to the target's log as <paramref name="deviceId"/>'s, one transaction per chunk with the counter row.</summary>
+    public static async Task AppendAsync(NpgsqlDataSource dataSource, string target, string deviceId, IEnumerable<Mutation[]> chunks, bool copy)
+    {
+        foreach (var chunk in chunks)
         {
             await using var connection = await dataSource.OpenConnectionAsync();
             await using var transaction = await connection.BeginTransactionAsync();
@@ -115,7 +122,7 @@ public static class Ceilings
                     await writer.StartRowAsync();
                     await writer.WriteAsync(target, NpgsqlDbType.Text);
                     await writer.WriteAsync(first + i, NpgsqlDbType.Bigint);
-                    await writer.WriteAsync("bench", NpgsqlDbType.Text);
+                    await writer.WriteAsync(deviceId, NpgsqlDbType.Text);
                     await writer.WriteAsync(first + i, NpgsqlDbType.Bigint);
                     await writer.WriteAsync(m.Entity, NpgsqlDbType.Text);
                     await writer.WriteAsync(m.Op, NpgsqlDbType.Text);
@@ -130,11 +137,12 @@ public static class Ceilings
             {
                 await using var insert = new NpgsqlCommand("""
                     INSERT INTO cloud_mutations (target_key, cloud_seq, device_id, local_seq, entity, op, entity_key, payload, occurred_at, accepted_at)
-                    SELECT $1, $2 + d.ord - 1, 'bench', $2 + d.ord - 1, d.entity, d.op, d.entity_key, d.payload::jsonb, d.occurred_at, now()
-                    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) WITH ORDINALITY AS d (entity, op, entity_key, payload, occurred_at, ord)
+                    SELECT $1, $2 + d.ord - 1, $3, $2 + d.ord - 1, d.entity, d.op, d.entity_key, d.payload::jsonb, d.occurred_at, now()
+                    FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[]) WITH ORDINALITY AS d (entity, op, entity_key, payload, occurred_at, ord)
                     """, connection, transaction);
                 insert.Parameters.AddWithValue(target);
                 insert.Parameters.AddWithValue(first);
+                insert.Parameters.AddWithValue(deviceId);
                 insert.Parameters.AddWithValue(chunk.Select(m => m.Entity).ToArray());
                 insert.Parameters.AddWithValue(chunk.Select(m => m.Op).ToArray());
                 insert.Parameters.AddWithValue(chunk.Select(m => m.EntityKey).ToArray());
@@ -144,7 +152,44 @@ public static class Ceilings
             }
             await transaction.CommitAsync();
         }
-        return rows.Count / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// The raw read a pull is compared with: every row of the target's log through Npgsql, in
+    /// keyset pages of <paramref name="page"/> rows in seq order, every column read. Returns rows/s.
+    /// </summary>
+    public static async Task<double> ReadLogAsync(NpgsqlDataSource dataSource, string target, int page)
+    {
+        var clock = Stopwatch.StartNew();
+        long after = 0, rows = 0;
+        await using var connection = await dataSource.OpenConnectionAsync();
+        await using var select = new NpgsqlCommand("""
+            SELECT cloud_seq, device_id, local_seq, entity, op, entity_key, payload::text, occurred_at
+            FROM cloud_mutations WHERE target_key = $1 AND cloud_seq > $2 ORDER BY cloud_seq LIMIT $3
+            """, connection);
+        select.Parameters.AddWithValue(target);
+        var afterParameter = select.Parameters.AddWithValue(after);
+        select.Parameters.AddWithValue(page);
+        while (true)
+        {
+            afterParameter.Value = after;
+            var read = 0;
+            await using (var reader = await select.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    after = reader.GetInt64(0);
+                    _ = (reader.GetString(1), reader.GetInt64(2), reader.GetString(3), reader.GetString(4), reader.GetString(5), reader.GetString(6),
+                        reader.GetFieldValue<DateTimeOffset>(7));
+                    read++;
+                }
+            }
+            rows += read;
+            if (read < page)
+            {
+                return rows / clock.Elapsed.TotalSeconds;
+            }
+        }
     }
 
     /// <summary>

@@ -1,10 +1,16 @@
 using System.Diagnostics;
 using System.Globalization;
 using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Device;
+using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Engram.Pipeline.Benchmarks;
+
+/// <summary>What a row run with the services as OS processes measured: its rate, each process's peak memory and their CPU time.</summary>
+public sealed record ProcessRun(double Rate, double DeviceMb, double IngestMb, double CpuSeconds);
 
 /// <summary>P: Engram.Pipeline itself, hosted as in production (every device and the ingest with its own broker connection).</summary>
 public static class PipelineBench
@@ -71,7 +77,95 @@ public static class PipelineBench
         return latencies;
     }
 
+    /// <summary>
+    /// Writes a journal backlog of <paramref name="rows"/> mutations for device <c>bench-1</c> of
+    /// <paramref name="target"/> through the record API, before any pipeline runs, into a file to copy per run.
+    /// </summary>
+    public static async Task<string> WriteBacklogAsync(string directory, string target, int rows)
+    {
+        var path = Path.Combine(directory, $"backlog-{Guid.NewGuid():N}.db");
+        var runtime = DeviceServices.CreateRuntime($"Data Source={path}", new DeviceOptions { Id = "bench-1", Target = target },
+            new PublisherOptions(), new PullerOptions(), TimeProvider.System, NullLoggerFactory.Instance);
+        var workload = new Workload("bench-1", 13);
+        for (var recorded = 0; recorded < rows; recorded += 500)
+        {
+            await runtime.Journal.RecordAsync(workload.Next(Math.Min(500, rows - recorded)), CancellationToken.None);
+        }
+        await using (var connection = new SqliteConnection($"Data Source={path}"))
+        {
+            await connection.OpenAsync();
+            await using var checkpoint = connection.CreateCommand();
+            checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+            await checkpoint.ExecuteNonQueryAsync();
+        }
+        SqliteConnection.ClearAllPools();
+        return path;
+    }
+
+    /// <summary>
+    /// Backlog drain: the device starts with the journal <paramref name="backlog"/> (from
+    /// <see cref="WriteBacklogAsync"/>) already written and nothing of it sent; done when every row has
+    /// its PushAccepted recorded. Device and ingest run as their own OS processes, so each one's peak memory is its own.
+    /// </summary>
+    public static async Task<ProcessRun> DrainAsync(Uri amqp, string cloudDb, string directory, string backlog, string target, int rows)
+    {
+        var path = Path.Combine(directory, $"drain-{Guid.NewGuid():N}.db");
+        File.Copy(backlog, path);
+        return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-1", target, rows,
+            async ct => await PipelineCluster.PendingAsync(path, ct) == 0);
+    }
+
+    /// <summary>
+    /// Pull catch-up: a new device joins <paramref name="target"/>, whose log already holds
+    /// <paramref name="rows"/> rows of another device; done when its cursor reaches them. Device and ingest run as OS processes.
+    /// </summary>
+    public static async Task<ProcessRun> CatchUpAsync(Uri amqp, string cloudDb, string directory, string target, int rows)
+    {
+        var path = Path.Combine(directory, $"catchup-{Guid.NewGuid():N}.db");
+        return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-new", target, rows,
+            async ct => await PipelineCluster.CursorAsync(path, target, ct) >= rows);
+    }
+
+    private static async Task<ProcessRun> RunDeviceProcessAsync(Uri amqp, string cloudDb, string databasePath, string deviceId, string target,
+        int rows, Func<CancellationToken, Task<bool>> done)
+    {
+        var environment = new Dictionary<string, string>
+        {
+            ["RabbitMq__Uri"] = amqp.ToString(),
+            ["ConnectionStrings__CloudDb"] = cloudDb,
+            ["Logging__LogLevel__Default"] = "Warning",
+        };
+        await using var ingest = await ServiceProcess.StartAsync("Engram.Pipeline.CloudIngest", environment, TimeSpan.FromMinutes(1));
+        var clock = Stopwatch.StartNew();
+        await using var device = await ServiceProcess.StartAsync("Engram.Pipeline.Device", new Dictionary<string, string>(environment)
+        {
+            ["ConnectionStrings__DeviceDb"] = $"Data Source={databasePath}",
+            ["Device__Id"] = deviceId,
+            ["Device__Target"] = target,
+        }, TimeSpan.FromMinutes(1));
+        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(30));
+        while (!await done(deadline.Token))
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(200), deadline.Token);
+        }
+        return new ProcessRun(rows / clock.Elapsed.TotalSeconds, device.PeakMemoryMb, ingest.PeakMemoryMb,
+            (device.CpuTime + ingest.CpuTime).TotalSeconds);
+    }
+
     private static async Task<PipelineCluster> StartAsync(Uri amqp, string cloudDb, string directory, int devices,
+        IReadOnlyDictionary<string, string?>? deviceSettings = null)
+    {
+        var cluster = await StartCloudAsync(amqp, cloudDb, directory, deviceSettings);
+        var target = $"bench-{Guid.NewGuid():N}";
+        for (var d = 0; d < devices; d++)
+        {
+            await cluster.StartDeviceAsync($"bench-{d + 1}", target, CancellationToken.None);
+        }
+        return cluster;
+    }
+
+    /// <summary>A cluster in a work directory of its own with one ingest host running and no device yet.</summary>
+    private static async Task<PipelineCluster> StartCloudAsync(Uri amqp, string cloudDb, string directory,
         IReadOnlyDictionary<string, string?>? deviceSettings = null)
     {
         var work = Directory.CreateDirectory(Path.Combine(directory, $"p-{Guid.NewGuid():N}"));
@@ -81,11 +175,6 @@ public static class PipelineBench
             IngestProcesses = 1, LogLevel = LogLevel.None, DeviceSettings = deviceSettings ?? new Dictionary<string, string?>(),
         });
         await cluster.StartIngestAsync(CancellationToken.None);
-        var target = $"bench-{Guid.NewGuid():N}";
-        for (var d = 0; d < devices; d++)
-        {
-            await cluster.StartDeviceAsync($"bench-{d + 1}", target, CancellationToken.None);
-        }
         return cluster;
     }
 }

@@ -20,11 +20,13 @@ public sealed class When_the_benchmark_runs_at_smoke_size(ServersFixture servers
             "C3 SQLite journal + mapping/cursor", "B naive: 1 message, 1 txn, 1 reply per mutation",
             "P Engram.Pipeline, 1 device(s)", "P Engram.Pipeline, 2 device(s)",
             "P lever: 100 per batch, 4 in flight", "P lever: 250 per batch, 4 in flight", "P lever: 500 per batch, 1 in flight",
-            "P latency at 200/s offered",
+            "P latency at 200/s offered", "P backlog drain, 300 journaled", "P backlog drain, 600 journaled",
+            "C2 Npgsql raw read of the log", "P pull catch-up of a new device",
         ], rows.Select(r => r.Name));
         Assert.All(rows, row => Assert.True(row.MutationsPerSecond > 0, $"{row.Name} measured nothing"));
         Assert.All(rows.Where(r => r.Name.StartsWith("B", StringComparison.Ordinal) || r.Name.Contains("latency", StringComparison.Ordinal)),
             row => Assert.NotNull(row.P99Ms));
         Assert.Contains("P (best) / B", table, StringComparison.Ordinal);
+        Assert.Contains("Pull catch-up / raw read", table, StringComparison.Ordinal);
     }
 }

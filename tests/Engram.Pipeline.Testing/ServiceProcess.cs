@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 
@@ -23,6 +24,26 @@ public sealed class ServiceProcess : IAsyncDisposable
     public Uri Url { get; }
 
     public int Id => _process.Id;
+
+    /// <summary>The most resident memory the process has had so far (the kernel's VmHWM), in MiB.</summary>
+    public double PeakMemoryMb
+    {
+        get
+        {
+            var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
+            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
+        }
+    }
+
+    /// <summary>CPU time the process has used so far, user and system.</summary>
+    public TimeSpan CpuTime
+    {
+        get
+        {
+            _process.Refresh();
+            return _process.TotalProcessorTime;
+        }
+    }
 
     /// <summary>Starts <c>services/{project}</c> and waits until its /health/ready says Healthy.</summary>
     public static async Task<ServiceProcess> StartAsync(string project, IReadOnlyDictionary<string, string> environment, TimeSpan deadline)

@@ -174,19 +174,10 @@ public sealed class PipelineCluster : IAsyncDisposable
         var heads = new Dictionary<string, long>();
         foreach (var device in _devices)
         {
-            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
-            await connection.OpenAsync(ct);
-            await using var count = connection.CreateCommand();
-            count.CommandText = """
-                SELECT COUNT(*) FROM sync_mutations
-                WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL;
-                """;
-            pending += (long)(await count.ExecuteScalarAsync(ct))!;
+            pending += await PendingAsync(device.DatabasePath, ct);
             if (includeCursors)
             {
-                count.CommandText = "SELECT COALESCE(MAX(unified_cursor), 0) FROM sync_state WHERE target_key = $target";
-                count.Parameters.AddWithValue("$target", device.Target);
-                var cursor = (long)(await count.ExecuteScalarAsync(ct))!;
+                var cursor = await CursorAsync(device.DatabasePath, device.Target, ct);
                 if (!heads.TryGetValue(device.Target, out var head))
                 {
                     heads[device.Target] = head = await Cloud.HeadAsync(device.Target, ct);
@@ -195,6 +186,27 @@ public sealed class PipelineCluster : IAsyncDisposable
             }
         }
         return (pending, behind);
+    }
+
+    /// <summary>Journal rows of the device database at <paramref name="databasePath"/> the cloud has not answered yet.</summary>
+    public static async Task<long> PendingAsync(string databasePath, CancellationToken ct)
+    {
+        await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
+        await connection.OpenAsync(ct);
+        await using var count = connection.CreateCommand();
+        count.CommandText = "SELECT COUNT(*) FROM sync_mutations WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL";
+        return (long)(await count.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>The unified cursor of <paramref name="target"/> in the device database at <paramref name="databasePath"/>.</summary>
+    public static async Task<long> CursorAsync(string databasePath, string target, CancellationToken ct)
+    {
+        await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
+        await connection.OpenAsync(ct);
+        await using var select = connection.CreateCommand();
+        select.CommandText = "SELECT COALESCE(MAX(unified_cursor), 0) FROM sync_state WHERE target_key = $target";
+        select.Parameters.AddWithValue("$target", target);
+        return (long)(await select.ExecuteScalarAsync(ct))!;
     }
 
     private IHost Build(Dictionary<string, string?> values, Action<IServiceCollection, IConfiguration> addService)
