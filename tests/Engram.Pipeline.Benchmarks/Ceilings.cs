@@ -156,7 +156,7 @@ public static class Ceilings
 
     /// <summary>
     /// The raw read a pull is compared with: every row of the target's log through Npgsql, in
-    /// keyset pages of <paramref name="page"/> rows in seq order, every column read. Returns rows/s.
+    /// pages of <paramref name="page"/> rows in seq order (the range after the last one read), every column read. Returns rows/s.
     /// </summary>
     public static async Task<double> ReadLogAsync(NpgsqlDataSource dataSource, string target, int page)
     {
@@ -165,7 +165,7 @@ public static class Ceilings
         await using var connection = await dataSource.OpenConnectionAsync();
         await using var select = new NpgsqlCommand("""
             SELECT cloud_seq, device_id, local_seq, entity, op, entity_key, payload::text, occurred_at
-            FROM cloud_mutations WHERE target_key = $1 AND cloud_seq > $2 ORDER BY cloud_seq LIMIT $3
+            FROM cloud_mutations WHERE target_key = $1 AND cloud_seq > $2 AND cloud_seq <= $2 + $3 ORDER BY cloud_seq
             """, connection);
         select.Parameters.AddWithValue(target);
         var afterParameter = select.Parameters.AddWithValue(after);

@@ -57,7 +57,9 @@ public sealed class SqliteCloudStore : ICloudStore
             SELECT cloud_seq, device_id, local_seq, entity, op, entity_key,
                    CASE WHEN device_id = $device THEN '' ELSE payload END, occurred_at
             FROM cloud_mutations
-            WHERE target_key = $target AND cloud_seq > $after
+            -- Seqs are dense (1..head), so the page is the range (after, after + limit]: bounding it keeps the
+            -- scan to one page even when the planner's statistics lag a fast-growing log.
+            WHERE target_key = $target AND cloud_seq > $after AND cloud_seq <= $after + $limit
             ORDER BY cloud_seq
             LIMIT $limit
             """;

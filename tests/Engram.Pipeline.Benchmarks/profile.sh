@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Where the CPU goes while the pipeline drains a large backlog: a system-wide perf profile taken
+# during the benchmark's largest "P backlog drain" row, split by process (device, ingest, RabbitMQ,
+# PostgreSQL) and, within each .NET process, by function.
+#
+#   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [MIN_JOURNAL_MB]
+#
+# Starts the full benchmark with DOTNET_PerfMapEnabled=1 (so perf can name JIT-compiled frames),
+# waits for a device process whose journal file is over MIN_JOURNAL_MB (default 1000: the 1M-row
+# backlog), records SECONDS (default 60) of perf samples, and writes OUT/report.txt. The benchmark's
+# own table goes to OUT/table.txt.
+set -euo pipefail
+out=$(realpath -m "$1"); seconds=${2:-60}; min_mb=${3:-1000}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+mkdir -p "$out"
+command -v perf >/dev/null || { apt-get install -y linux-perf >/dev/null; }
+
+DOTNET_PerfMapEnabled=1 dotnet run -c Release --project "$root/tests/Engram.Pipeline.Benchmarks" \
+    >"$out/table.txt" 2>"$out/progress.txt" &
+bench=$!
+
+device=""
+while [[ -z "$device" ]]; do
+    kill -0 "$bench" 2>/dev/null || { echo "The benchmark ended before a large backlog drain started." >&2; exit 1; }
+    for pid in $(pgrep -f Engram.Pipeline.Device.dll || true); do
+        db=$(tr '\0' '\n' </proc/"$pid"/environ 2>/dev/null | sed -n 's/^ConnectionStrings__DeviceDb=Data Source=//p')
+        if [[ "$db" == *drain-* && -f "$db" ]] && (( $(stat -c %s "$db") > min_mb * 1048576 )); then device=$pid; fi
+    done
+    sleep 1
+done
+ingest=$(pgrep -n -f Engram.Pipeline.CloudIngest.dll)
+echo "Profiling device $device and ingest $ingest for $seconds s" >&2
+perf record -a -g -F 499 -o "$out/perf.data" -- sleep "$seconds" 2>/dev/null
+
+{
+    echo "# CPU samples by process over $seconds s (device pid $device, ingest pid $ingest)"
+    perf report -i "$out/perf.data" --no-children --sort comm,pid --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -15
+    for pid in "$device" "$ingest"; do
+        echo; echo "# pid $pid: functions by self CPU"
+        perf report -i "$out/perf.data" --no-children --pid "$pid" --sort dso,sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
+    done
+} >"$out/report.txt"
+wait "$bench"
+echo "Wrote $out/report.txt and $out/table.txt" >&2
