@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Usage: down.sh STATE_DIR [--purge]
-# Stops the RabbitMQ node and PostgreSQL cluster that up.sh started under STATE_DIR.
-# Safe to run twice. Keeps the data unless --purge is given, which deletes STATE_DIR.
+# Usage: down.sh STATE_DIR [--purge | rabbitmq | postgres]
+# Stops the RabbitMQ node and PostgreSQL cluster that up.sh started under STATE_DIR, or only the
+# one named (up.sh starts it again). Safe to run twice. Keeps the data unless --purge is given,
+# which deletes STATE_DIR.
 set -euo pipefail
 
 case "$#:${2:-}" in
-  1: | 2:--purge) ;;
-  *) echo "usage: $0 STATE_DIR [--purge]" >&2; exit 2 ;;
+  1: | 2:--purge | 2:rabbitmq | 2:postgres) ;;
+  *) echo "usage: $0 STATE_DIR [--purge | rabbitmq | postgres]" >&2; exit 2 ;;
 esac
 [ -d "$1" ] || exit 0
 state="$(cd "$1" && pwd)"
-purge="${2:-}"
+purge="" only=""
+case "${2:-}" in --purge) purge=1 ;; ?*) only="$2" ;; esac
 rmq="$state/rabbitmq"
 pg="$state/postgres"
 if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); else as_pg=(); fi
@@ -18,7 +20,7 @@ if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); else as_pg=(); fi
 # as gone; checking the command line guards against a stale pid file.
 rabbit_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabbit'; }
 
-if [ -f "$rmq/node.env" ]; then
+if [ -f "$rmq/node.env" ] && [ "$only" != postgres ]; then
   with_rabbit_env() { (. "$rmq/node.env" && exec "$@"); }
   session="$(cat "$rmq/session.pid" 2>/dev/null || true)"
   # With --purge the data is about to be deleted: skip the ~7 s graceful shutdown and kill the
@@ -38,7 +40,7 @@ if [ -f "$rmq/node.env" ]; then
 fi
 
 pg_ctl=(/usr/lib/postgresql/15/bin/pg_ctl -D "$pg/data")
-if [ -f "$pg/data/PG_VERSION" ] && "${as_pg[@]}" "${pg_ctl[@]}" status >/dev/null; then
+if [ -f "$pg/data/PG_VERSION" ] && [ "$only" != rabbitmq ] && "${as_pg[@]}" "${pg_ctl[@]}" status >/dev/null; then
   "${as_pg[@]}" "${pg_ctl[@]}" -m "$([ "$purge" ] && echo immediate || echo fast)" -w stop >/dev/null
 fi
 

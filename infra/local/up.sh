@@ -2,7 +2,10 @@
 # Usage: up.sh STATE_DIR
 # Starts a private RabbitMQ node (with management) and a private PostgreSQL 15 cluster on
 # free loopback ports, all state under STATE_DIR, and writes STATE_DIR/env (shell exports).
-# Running it again on a stopped STATE_DIR restarts the same servers with the same settings.
+# Running it again on STATE_DIR starts whichever of the two is stopped (down.sh can stop one),
+# with the same settings and data.
+# ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS, when set as the node is first created, sets the broker's
+# delivery acknowledgement timeout (default 30 min), checked every second instead of every minute.
 # shellcheck disable=SC2154  # ports, node name and passwords come from the sourced $state/settings
 set -euo pipefail
 
@@ -15,8 +18,7 @@ state="$(cd "$1" && pwd)"
 # Same check as down.sh: a live process of the node's session.
 rabbit_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabbit'; }
 if [ -f "$state/rabbitmq/session.pid" ] && rabbit_running "$(cat "$state/rabbitmq/session.pid")"; then
-  echo "up.sh: servers under $state are already running; run down.sh first" >&2
-  exit 1
+  rabbit_up=1
 fi
 # On failure, stop whatever was started; the state (logs) is kept for diagnosis.
 stop_on_failure() {
@@ -68,6 +70,10 @@ default_permissions.configure = .*
 default_permissions.read = .*
 default_permissions.write = .*
 EOF
+  if [ -n "${ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS:-}" ]; then
+    echo "consumer_timeout = $ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS" >>"$rmq/rabbitmq.conf"
+    echo '[{rabbit, [{channel_tick_interval, 1000}]}].' >"$rmq/advanced.config"
+  fi
   cat >"$rmq/node.env" <<EOF
 export HOME='$rmq/home'
 export RABBITMQ_NODENAME='$node'
@@ -75,7 +81,7 @@ export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$amqp_port RABBITMQ
 export ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT=$epmd_port
 export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
 export RABBITMQ_CONF_ENV_FILE='$rmq/no-env-file'
-export RABBITMQ_CONFIG_FILE='$rmq/rabbitmq.conf'
+export RABBITMQ_CONFIG_FILE='$rmq/rabbitmq.conf' RABBITMQ_ADVANCED_CONFIG_FILE='$rmq/advanced.config'
 export RABBITMQ_ENABLED_PLUGINS_FILE='$rmq/enabled_plugins'
 export RABBITMQ_MNESIA_BASE='$rmq/mnesia' RABBITMQ_LOG_BASE='$rmq/log'
 export RABBITMQ_PID_FILE='$rmq/rabbitmq.pid'
@@ -83,18 +89,20 @@ EOF
 fi
 with_rabbit_env() { (. "$rmq/node.env" && exec "$@"); }
 
-# A private epmd on its own port; relaxed so that down.sh can always stop it.
-with_rabbit_env epmd -names >/dev/null 2>&1 \
-  || with_rabbit_env epmd -daemon -relaxed_command_check </dev/null >/dev/null 2>&1
-# Start the node in the background (stdio detached so callers capturing our output do not hang)
-# and set up PostgreSQL while it boots.
-rm -f "$rmq/rabbitmq.pid"
-# Its working directory is $rmq so that crash dumps (erl_crash.dump, MnesiaCore.*) land there.
-# rabbitmq-server stays as the VM's parent; setsid makes it the leader of a session holding the
-# whole node, which down.sh can stop even if we fail before the node writes its pid file.
-(cd "$rmq" && . ./node.env && exec setsid "$RMQ_BIN/rabbitmq-server") </dev/null >>"$rmq/log/console.log" 2>&1 &
-echo $! >"$rmq/session.pid"
-disown
+if [ -z "${rabbit_up:-}" ]; then
+  # A private epmd on its own port; relaxed so that down.sh can always stop it.
+  with_rabbit_env epmd -names >/dev/null 2>&1 \
+    || with_rabbit_env epmd -daemon -relaxed_command_check </dev/null >/dev/null 2>&1
+  # Start the node in the background (stdio detached so callers capturing our output do not hang)
+  # and set up PostgreSQL while it boots.
+  rm -f "$rmq/rabbitmq.pid"
+  # Its working directory is $rmq so that crash dumps (erl_crash.dump, MnesiaCore.*) land there.
+  # rabbitmq-server stays as the VM's parent; setsid makes it the leader of a session holding the
+  # whole node, which down.sh can stop even if we fail before the node writes its pid file.
+  (cd "$rmq" && . ./node.env && exec setsid "$RMQ_BIN/rabbitmq-server") </dev/null >>"$rmq/log/console.log" 2>&1 &
+  echo $! >"$rmq/session.pid"
+  disown
+fi
 
 # --- PostgreSQL
 if [ ! -f "$pg/data/PG_VERSION" ]; then
@@ -117,7 +125,8 @@ full_page_writes = off
 EOF
   created_pg=1
 fi
-"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/postgres.log" -w -t 60 start >/dev/null \
+"${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pg/data" status >/dev/null \
+  || "${as_pg[@]}" "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/postgres.log" -w -t 60 start >/dev/null \
   || { tail -n 30 "$pg/postgres.log" >&2; exit 1; }
 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$pg_port" -t 30
 if [ "${created_pg:-}" = 1 ]; then

@@ -11,23 +11,42 @@ internal sealed class LocalServers : IAsyncDisposable
     private readonly string _scriptsDirectory;
     private readonly string _stateDirectory;
 
-    private LocalServers(string scriptsDirectory, string stateDirectory)
+    private readonly Dictionary<string, string> _environment;
+
+    private LocalServers(string scriptsDirectory, string stateDirectory, Dictionary<string, string> environment)
     {
         _scriptsDirectory = scriptsDirectory;
         _stateDirectory = stateDirectory;
+        _environment = environment;
     }
 
     /// <summary>Locates the scripts and creates the (still empty) state directory.</summary>
-    public static LocalServers Create()
+    /// <param name="consumerTimeout">The broker's delivery acknowledgement timeout, when not its default.</param>
+    public static LocalServers Create(TimeSpan? consumerTimeout = null)
     {
         var scripts = Path.Combine(RepositoryRoot.Find(), "infra", "local");
-        return new LocalServers(scripts, Directory.CreateTempSubdirectory("engram-servers-").FullName);
+        var environment = new Dictionary<string, string>();
+        if (consumerTimeout is { } timeout)
+        {
+            environment["ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS"] = ((long)timeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return new LocalServers(scripts, Directory.CreateTempSubdirectory("engram-servers-").FullName, environment);
     }
 
-    /// <summary>Runs up.sh and reads the endpoints from the env file it writes.</summary>
+    /// <summary>Stops one server (<c>rabbitmq</c> or <c>postgres</c>, keeping its data) with down.sh.</summary>
+    public async Task StopAsync(string server)
+    {
+        var down = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "down.sh"), [_stateDirectory, server], _scriptTimeout);
+        if (down.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"down.sh {_stateDirectory} {server} failed ({down.Describe()}):{Environment.NewLine}{down.Output}");
+        }
+    }
+
+    /// <summary>Runs up.sh (which starts whichever server is stopped) and reads the endpoints from the env file it writes.</summary>
     public async Task<ServerEndpoints> UpAsync()
     {
-        var up = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "up.sh"), [_stateDirectory], _scriptTimeout);
+        var up = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "up.sh"), [_stateDirectory], _scriptTimeout, _environment);
         if (up.ExitCode != 0)
         {
             throw new InvalidOperationException($"up.sh {_stateDirectory} failed ({up.Describe()}):{Environment.NewLine}{up.Output}");

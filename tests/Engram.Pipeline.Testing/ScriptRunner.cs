@@ -5,7 +5,8 @@ namespace Engram.Pipeline.Testing;
 /// <summary>Runs a bash script to completion within a deadline, capturing its output.</summary>
 internal static class ScriptRunner
 {
-    public static async Task<ScriptResult> RunAsync(string script, IReadOnlyList<string> arguments, TimeSpan timeout)
+    public static async Task<ScriptResult> RunAsync(string script, IReadOnlyList<string> arguments, TimeSpan timeout,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var startInfo = new ProcessStartInfo("bash")
         {
@@ -13,6 +14,10 @@ internal static class ScriptRunner
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            startInfo.Environment[name] = value;
+        }
         startInfo.ArgumentList.Add(script);
         foreach (var argument in arguments)
         {

@@ -104,6 +104,33 @@ public sealed class ServiceProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>kill -9: the process ends at once, in whatever it was doing.</summary>
+    public async Task KillAsync()
+    {
+        _process.Kill();
+        await _process.WaitForExitAsync();
+    }
+
+    /// <summary>SIGSTOP, then SIGCONT after <paramref name="duration"/>: the process stalls with whatever it holds.</summary>
+    public async Task StallAsync(TimeSpan duration)
+    {
+        await SignalAsync("STOP");
+        try
+        {
+            await Task.Delay(duration);
+        }
+        finally
+        {
+            await SignalAsync("CONT");
+        }
+    }
+
+    private async Task SignalAsync(string signal)
+    {
+        using var kill = Process.Start("kill", [$"-{signal}", _process.Id.ToString(CultureInfo.InvariantCulture)]);
+        await kill.WaitForExitAsync();
+    }
+
     public string Output
     {
         get { lock (_output) { return string.Join(Environment.NewLine, _output.TakeLast(50)); } }

@@ -58,6 +58,33 @@ public sealed class TestServers : IAsyncDisposable
     /// <summary>Where the servers came from: "environment", "testcontainers" or "local binaries".</summary>
     public string Source { get; }
 
+    /// <summary>
+    /// Servers of this test alone, from the local binaries, which it may stop and start again
+    /// (<see cref="RestartAsync"/>): for fault injection, never shared.
+    /// </summary>
+    /// <param name="consumerTimeout">The broker's delivery acknowledgement timeout, when not its default.</param>
+    public static async Task<TestServers> StartPrivateAsync(TimeSpan? consumerTimeout = null)
+    {
+        var local = LocalServers.Create(consumerTimeout);
+        try
+        {
+            return new TestServers(await local.UpAsync(), "local binaries (private)", local);
+        }
+        catch
+        {
+            await local.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Stops one server of <see cref="StartPrivateAsync"/> (<c>rabbitmq</c> or <c>postgres</c>) and starts it again on the same data.</summary>
+    public async Task RestartAsync(string server)
+    {
+        var local = _owner as LocalServers ?? throw new InvalidOperationException("Only servers from StartPrivateAsync can be restarted.");
+        await local.StopAsync(server);
+        await local.UpAsync();
+    }
+
     /// <summary>Finds or starts the servers.</summary>
     /// <exception cref="InvalidOperationException">No way of getting servers worked; the message says what was tried.</exception>
     public static async Task<TestServers> StartAsync()

@@ -1,5 +1,6 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.Hosting;
 using MassTransit;
 
 namespace Engram.Pipeline.Device.Publisher;
@@ -21,6 +22,9 @@ public sealed partial class JournalPublisher(
 {
     private readonly PublisherOptions _options = options;
 
+    /// <summary>Retries after a failure, from 1 s up to 30 s apart; health reports a run of failures.</summary>
+    public Backoff Backoff { get; } = new(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+
     /// <summary>Raised with the number of mutations in each batch sent.</summary>
     public event Action<int>? Sent;
 
@@ -33,6 +37,7 @@ public sealed partial class JournalPublisher(
             try
             {
                 await FillWindowAsync(push, replyTo, stoppingToken);
+                Backoff.Succeeded();
                 await signal.WaitAsync(_options.PollInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -42,9 +47,10 @@ public sealed partial class JournalPublisher(
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
                 // The broker or the database is away; nothing was lost (the journal still has every row).
-                LogPublishFailed(e);
+                var delay = Backoff.Failed(e, clock.GetUtcNow());
+                LogPublishFailed(e, Backoff.Failing!.Attempts, delay);
                 window.Clear();
-                await Task.Delay(TimeSpan.FromSeconds(1), clock, stoppingToken);
+                await Task.Delay(delay, clock, stoppingToken);
             }
         }
     }
@@ -89,6 +95,6 @@ public sealed partial class JournalPublisher(
     [LoggerMessage(LogLevel.Warning, "{Dropped} batches unanswered after {ResendAfter}; sending everything unanswered again")]
     private partial void LogResending(int dropped, TimeSpan resendAfter);
 
-    [LoggerMessage(LogLevel.Warning, "Publishing the journal failed; retrying in 1 s")]
-    private partial void LogPublishFailed(Exception exception);
+    [LoggerMessage(LogLevel.Warning, "Publishing the journal failed (attempt {Attempts}); retrying in {Delay}")]
+    private partial void LogPublishFailed(Exception exception, int attempts, TimeSpan delay);
 }

@@ -1,5 +1,6 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Storage;
+using Engram.Pipeline.Hosting;
 using MassTransit;
 
 namespace Engram.Pipeline.Device.Pull;
@@ -13,6 +14,9 @@ public sealed partial class Puller(
     PageApplier applier, DeviceDatabase database, DeviceIdentity identity, Wakeup signal,
     PullerOptions options, TimeProvider clock, ILogger<Puller> log)
 {
+    /// <summary>Retries after a failure, from 1 s up to 30 s apart; health reports a run of failures.</summary>
+    public Backoff Backoff { get; } = new(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+
     public async Task RunAsync(IBus bus, CancellationToken stoppingToken)
     {
         var client = bus.CreateRequestClient<PullMutations>(new Uri($"queue:{WireNames.PullQueue}"),
@@ -22,6 +26,7 @@ public sealed partial class Puller(
             try
             {
                 await CatchUpAsync(client, stoppingToken);
+                Backoff.Succeeded();
                 await signal.WaitAsync(options.PollInterval, stoppingToken);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -31,8 +36,9 @@ public sealed partial class Puller(
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
                 // The broker, the cloud or the database is away; the cursor has not moved, so nothing is skipped.
-                LogPullFailed(e);
-                await Task.Delay(TimeSpan.FromSeconds(1), clock, stoppingToken);
+                var delay = Backoff.Failed(e, clock.GetUtcNow());
+                LogPullFailed(e, Backoff.Failing!.Attempts, delay);
+                await Task.Delay(delay, clock, stoppingToken);
             }
         }
     }
@@ -68,6 +74,6 @@ public sealed partial class Puller(
     [LoggerMessage(LogLevel.Debug, "Pulled after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
     private partial void LogPage(long afterSeq, int rows, int applied, int own, long cursor, long head);
 
-    [LoggerMessage(LogLevel.Warning, "Pulling failed; retrying in 1 s")]
-    private partial void LogPullFailed(Exception exception);
+    [LoggerMessage(LogLevel.Warning, "Pulling failed (attempt {Attempts}); retrying in {Delay}")]
+    private partial void LogPullFailed(Exception exception, int attempts, TimeSpan delay);
 }
