@@ -160,3 +160,38 @@ public sealed class When_batches_are_in_flight
         Assert.Null(window.LastSeq);
     }
 }
+
+public sealed class When_batches_are_sent
+{
+    [Fact]
+    public async Task The_sent_mark_moves_forward_only_and_rows_stay_pending_until_answered()
+    {
+        await using var device = await TestDevice.CreateAsync();
+        await device.RecordObservationsAsync(5);
+        var first = await device.Reader.ReadBatchAsync(null, 3, 1 << 20, CancellationToken.None);
+        var second = await device.Reader.ReadBatchAsync(first!.LastSeq, 3, 1 << 20, CancellationToken.None);
+
+        await device.Reader.MarkSentAsync(second!, CancellationToken.None);
+        await device.Reader.MarkSentAsync(first, CancellationToken.None);
+
+        Assert.Equal(5, await device.ScalarAsync("SELECT sent_through FROM sync_state WHERE target_key = 'team'"));
+        Assert.Equal(5, await device.ScalarAsync("SELECT COUNT(*) FROM sync_mutations WHERE acked_at IS NULL"));
+    }
+
+    [Fact]
+    public async Task A_database_from_before_the_sent_mark_gets_the_column_and_keeps_its_rows()
+    {
+        await using var device = await TestDevice.CreateAsync();
+        await device.RecordObservationsAsync(2);
+        await using (var connection = await device.Database.OpenAsync(CancellationToken.None))
+        await using (var drop = connection.CreateCommand())
+        {
+            drop.CommandText = "INSERT INTO sync_state (target_key) VALUES ('team'); ALTER TABLE sync_state DROP COLUMN sent_through";
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        Assert.Equal(device.Identity.DeviceId, device.Database.Initialise(device.Identity.DeviceId, TimeProvider.System));
+        Assert.Equal(0, await device.ScalarAsync("SELECT sent_through FROM sync_state WHERE target_key = 'team'"));
+        Assert.Equal(2, await device.ScalarAsync("SELECT COUNT(*) FROM sync_mutations"));
+    }
+}

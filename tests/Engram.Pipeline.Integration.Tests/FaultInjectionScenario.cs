@@ -192,7 +192,8 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         await connection.OpenAsync();
         await using var select = connection.CreateCommand();
         select.CommandText = """
-            SELECT EXISTS (SELECT 1 FROM sync_mutations WHERE source = 'local' AND sent_at IS NOT NULL AND acked_at IS NULL AND rejected_at IS NULL),
+            SELECT EXISTS (SELECT 1 FROM sync_mutations m JOIN sync_state s ON s.target_key = m.target_key
+                           WHERE m.source = 'local' AND m.seq <= s.sent_through AND m.acked_at IS NULL AND m.rejected_at IS NULL),
                    COALESCE((SELECT cloud_head > unified_cursor FROM sync_state WHERE target_key = $target), 0)
             """;
         select.Parameters.AddWithValue("$target", Target);

@@ -31,12 +31,14 @@ public sealed record DeviceStatus(
             await using var counts = connection.CreateCommand();
             counts.CommandText = """
                 SELECT
-                    COUNT(*) FILTER (WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL AND sent_at IS NULL),
-                    COUNT(*) FILTER (WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL AND sent_at IS NOT NULL),
+                    COUNT(*) FILTER (WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL AND seq > sent.through),
+                    COUNT(*) FILTER (WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL AND seq <= sent.through),
                     COUNT(*) FILTER (WHERE source = 'local' AND acked_at IS NOT NULL),
                     COUNT(*) FILTER (WHERE source = 'local' AND rejected_at IS NOT NULL),
                     COUNT(*) FILTER (WHERE source = 'remote')
-                FROM sync_mutations WHERE target_key = $t
+                FROM sync_mutations,
+                     (SELECT COALESCE((SELECT sent_through FROM sync_state WHERE target_key = $t), 0) AS through) AS sent
+                WHERE target_key = $t
                 """;
             counts.Parameters.AddWithValue("$t", target);
             long pending, inFlight, acked, rejected, pulled;

@@ -74,19 +74,16 @@ public sealed class JournalReader(DeviceDatabase database, DeviceIdentity identi
         return new PendingBatch((long)(await before.ExecuteScalarAsync(ct))!, mutations);
     }
 
-    /// <summary>Notes when rows were sent, so that status can tell rows in flight from rows not sent yet.</summary>
-    public async Task MarkSentAsync(PendingBatch batch, DateTimeOffset at, CancellationToken ct)
+    /// <summary>Notes how far the journal has been sent, so that status can tell rows in flight from rows not sent yet.</summary>
+    public async Task MarkSentAsync(PendingBatch batch, CancellationToken ct)
     {
         await using var connection = await database.OpenAsync(ct);
         await using var update = connection.CreateCommand();
         update.CommandText = """
-            UPDATE sync_mutations SET sent_at = $at
-            WHERE target_key = $target AND source = 'local' AND seq BETWEEN $first AND $last
-              AND acked_at IS NULL AND rejected_at IS NULL
+            INSERT INTO sync_state (target_key, sent_through) VALUES ($target, $last)
+            ON CONFLICT (target_key) DO UPDATE SET sent_through = MAX(sent_through, excluded.sent_through)
             """;
-        update.Parameters.AddWithValue("$at", DeviceDatabase.Timestamp(at));
         update.Parameters.AddWithValue("$target", identity.Target);
-        update.Parameters.AddWithValue("$first", batch.FirstSeq);
         update.Parameters.AddWithValue("$last", batch.LastSeq);
         await update.ExecuteNonQueryAsync(ct);
     }

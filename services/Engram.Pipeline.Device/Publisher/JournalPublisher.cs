@@ -83,7 +83,7 @@ public sealed partial class JournalPublisher(
                 context.RequestId = id;
                 context.ResponseAddress = replyTo;
             }, ct);
-            await journal.MarkSentAsync(batch, clock.GetUtcNow(), ct);
+            await journal.MarkSentAsync(batch, ct);
             Sent?.Invoke(batch.Mutations.Count);
             LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
         }

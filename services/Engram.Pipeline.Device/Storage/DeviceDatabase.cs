@@ -95,6 +95,13 @@ public sealed class DeviceDatabase
             ddl.Transaction = transaction;
             ddl.CommandText = ReadSchema();
             ddl.ExecuteNonQuery();
+            // A database created before sync_state had sent_through gets the column (CREATE TABLE IF NOT EXISTS leaves it as it was).
+            ddl.CommandText = "SELECT COUNT(*) FROM pragma_table_info('sync_state') WHERE name = 'sent_through'";
+            if ((long)ddl.ExecuteScalar()! == 0)
+            {
+                ddl.CommandText = "ALTER TABLE sync_state ADD COLUMN sent_through INTEGER NOT NULL DEFAULT 0";
+                ddl.ExecuteNonQuery();
+            }
         }
 
         using var read = connection.CreateCommand();

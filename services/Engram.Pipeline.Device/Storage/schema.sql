@@ -5,8 +5,7 @@ CREATE TABLE IF NOT EXISTS sync_device (
     created_at TEXT    NOT NULL
 );
 
--- The journal: one row per change, local or pulled from the cloud. sent_at is when the publisher last
--- sent a local row (status shows sent and unanswered rows as in flight). For a pulled ('remote') row,
+-- The journal: one row per change, local or pulled from the cloud. For a pulled ('remote') row,
 -- cloud_seq and origin_device say where it came from and acked_at is when it was applied here.
 CREATE TABLE IF NOT EXISTS sync_mutations (
     seq           INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -18,7 +17,6 @@ CREATE TABLE IF NOT EXISTS sync_mutations (
     source        TEXT NOT NULL DEFAULT 'local' CHECK (source IN ('local', 'remote')),
     project       TEXT,
     occurred_at   TEXT NOT NULL,
-    sent_at       TEXT,
     acked_at      TEXT,
     rejected_at   TEXT,
     reject_reason TEXT,
@@ -39,10 +37,13 @@ CREATE INDEX IF NOT EXISTS sync_mutations_pending
 CREATE INDEX IF NOT EXISTS sync_mutations_local
     ON sync_mutations (target_key, seq) WHERE source = 'local';
 
+-- sent_through: the last local seq the publisher has sent (status counts unanswered rows up to it as
+-- in flight); one row per batch, where a mark on every journal row would rewrite each row once more.
 CREATE TABLE IF NOT EXISTS sync_state (
     target_key     TEXT    PRIMARY KEY,
     unified_cursor INTEGER NOT NULL DEFAULT 0,
     cloud_head     INTEGER NOT NULL DEFAULT 0,
+    sent_through   INTEGER NOT NULL DEFAULT 0,
     last_error     TEXT,
     updated_at     TEXT
 );
