@@ -178,17 +178,53 @@ public sealed class TestServers : IAsyncDisposable
     }
 
     /// <summary>Publishes a raw message to a queue through the default exchange, as any AMQP client could.</summary>
-    public async Task PublishRawAsync(string virtualHost, string queue, string body, string contentType)
+    public Task PublishRawAsync(string virtualHost, string queue, string body, string contentType) =>
+        PublishRawAsync(virtualHost, queue, Encoding.UTF8.GetBytes(body), contentType, messageId: null);
+
+    /// <summary>
+    /// Publishes raw bytes to a queue through the default exchange, as any AMQP client could, with the
+    /// given content type (none when null) and AMQP message id (none when null).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The broker refused the message or had no such queue.</exception>
+    public async Task PublishRawAsync(string virtualHost, string queue, byte[] body, string? contentType, string? messageId)
     {
+        var properties = new Dictionary<string, object> { ["delivery_mode"] = 2 };
+        if (contentType is not null)
+        {
+            properties["content_type"] = contentType;
+        }
+        if (messageId is not null)
+        {
+            properties["message_id"] = messageId;
+        }
         var message = new
         {
-            properties = new Dictionary<string, object> { ["content_type"] = contentType, ["delivery_mode"] = 2 },
+            properties,
             routing_key = queue,
-            payload = body,
-            payload_encoding = "string",
+            payload = Convert.ToBase64String(body),
+            payload_encoding = "base64",
         };
         using var response = await _management.PostAsJsonAsync($"api/exchanges/{Uri.EscapeDataString(virtualHost)}/amq.default/publish", message);
         await EnsureSuccessAsync(response, $"publish to {queue}");
+        using var answer = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        if (!answer.RootElement.GetProperty("routed").GetBoolean())
+        {
+            throw new InvalidOperationException($"The message published to '{queue}' was not routed: the queue does not exist.");
+        }
+    }
+
+    /// <summary>
+    /// Takes up to <paramref name="count"/> messages off a queue (they are gone afterwards), each as the
+    /// management API shows it: <c>properties</c> (headers included) and the first 200 characters of <c>payload</c>.
+    /// </summary>
+    public async Task<IReadOnlyList<JsonElement>> TakeMessagesAsync(string virtualHost, string queue, int count)
+    {
+        var request = new { count, ackmode = "ack_requeue_false", encoding = "auto", truncate = 200 };
+        using var response = await _management.PostAsJsonAsync(
+            $"api/queues/{Uri.EscapeDataString(virtualHost)}/{Uri.EscapeDataString(queue)}/get", request);
+        await EnsureSuccessAsync(response, $"take messages from '{queue}'");
+        using var messages = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        return messages.RootElement.EnumerateArray().Select(message => message.Clone()).ToList();
     }
 
     /// <summary>

@@ -5,7 +5,10 @@ using Microsoft.Extensions.Options;
 
 namespace Engram.Pipeline.CloudIngest.Pull;
 
-/// <summary><c>engram-pull</c>: read-only, so any number of consumers may serve it; transient failures are retried.</summary>
+/// <summary>
+/// <c>engram-pull</c>: read-only, so any number of consumers may serve it; transient failures are retried,
+/// and a message of a type nobody consumes here goes to <c>engram-pull_error</c> with the reason.
+/// </summary>
 public sealed class PullMutationsConsumerDefinition : ConsumerDefinition<PullMutationsConsumer>
 {
     private readonly IngestOptions _options;
@@ -22,5 +25,6 @@ public sealed class PullMutationsConsumerDefinition : ConsumerDefinition<PullMut
     {
         endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
         endpointConfigurator.UseCloudDatabaseRetry();
+        endpointConfigurator.MoveUnconsumedToErrorQueue();
     }
 }

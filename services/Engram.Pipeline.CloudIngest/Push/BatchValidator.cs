@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Engram.Pipeline.Contracts;
@@ -66,11 +67,11 @@ public sealed class BatchValidator(IngestOptions options)
         }
         if (mutation.Entity is null || !WireNames.Entities.Contains(mutation.Entity))
         {
-            return (RejectionReasons.UnknownEntity, $"entity '{Truncate(mutation.Entity)}' is not one of {string.Join(", ", WireNames.Entities)}");
+            return (RejectionReasons.UnknownEntity, $"entity '{Printable(mutation.Entity)}' is not one of {string.Join(", ", WireNames.Entities)}");
         }
         if (mutation.Op is null || !WireNames.Ops.Contains(mutation.Op))
         {
-            return (RejectionReasons.UnknownOp, $"op '{Truncate(mutation.Op)}' is not one of {string.Join(", ", WireNames.Ops)}");
+            return (RejectionReasons.UnknownOp, $"op '{Printable(mutation.Op)}' is not one of {string.Join(", ", WireNames.Ops)}");
         }
         if (KeyProblem(mutation.EntityKey) is { } keyProblem)
         {
@@ -115,7 +116,8 @@ public sealed class BatchValidator(IngestOptions options)
 
     /// <summary>
     /// Accepts what PostgreSQL's jsonb accepts: well-formed JSON whose strings hold no NUL and no
-    /// lone surrogate (System.Text.Json reports both when a string is decoded).
+    /// lone surrogate (System.Text.Json reports both when a string is decoded), and whose numbers fit
+    /// PostgreSQL's numeric.
     /// </summary>
     private static string? JsonProblem(string payload)
     {
@@ -134,13 +136,50 @@ public sealed class BatchValidator(IngestOptions options)
                 {
                     return "payload holds a \\u0000 character, which the cloud store cannot keep";
                 }
+                if (reader.TokenType is JsonTokenType.Number && NumberProblem(reader.ValueSpan) is { } numberProblem)
+                {
+                    return numberProblem;
+                }
             }
             return null;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException)
         {
-            return $"payload is not valid JSON: {Truncate(e.Message)}";
+            return $"payload is not valid JSON: {Printable(e.Message)}";
         }
+    }
+
+    /// <summary>
+    /// PostgreSQL keeps a JSON number as a numeric: at most 131,072 digits before the decimal point and
+    /// 16,383 after it, counted as written (<c>1.50e-3</c> has 5 after it), and an exponent smaller than int.MaxValue / 2.
+    /// </summary>
+    private static string? NumberProblem(ReadOnlySpan<byte> number)
+    {
+        const int maxIntegerDigits = 131_072, maxFractionDigits = 16_383, maxExponent = int.MaxValue / 2;
+        var e = number.IndexOfAny("eE"u8);
+        var mantissa = e < 0 ? number : number[..e];
+        long exponent = 0;
+        if (e >= 0 && (!long.TryParse(number[(e + 1)..], NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out exponent)
+                       || Math.Abs(exponent) >= maxExponent))
+        {
+            return "payload holds a number whose exponent is out of the cloud store's range";
+        }
+        var point = mantissa.IndexOf((byte)'.');
+        var integer = (point < 0 ? mantissa : mantissa[..point]).TrimStart((byte)'-');
+        var fraction = point < 0 ? [] : mantissa[(point + 1)..];
+        if (fraction.Length - exponent > maxFractionDigits)
+        {
+            return $"payload holds a number with more than {maxFractionDigits} digits after the decimal point";
+        }
+        // Digits before the point, counted from the first non-zero one; a zero has none.
+        var firstInInteger = integer.IndexOfAnyExcept((byte)'0');
+        var firstInFraction = fraction.IndexOfAnyExcept((byte)'0');
+        var integerDigits = firstInInteger >= 0 ? integer.Length - firstInInteger + exponent
+            : firstInFraction >= 0 ? exponent - firstInFraction
+            : 0L;
+        return integerDigits > maxIntegerDigits
+            ? $"payload holds a number with more than {maxIntegerDigits} digits before the decimal point"
+            : null;
     }
 
     private static bool IsWellFormedUtf16(string text)
@@ -159,6 +198,30 @@ public sealed class BatchValidator(IngestOptions options)
         return true;
     }
 
-    private static string Truncate(string? text) =>
-        text is null ? "(null)" : text.Length <= 80 ? text : string.Concat(text.AsSpan(0, 80), "…");
+    /// <summary>
+    /// Up to 80 characters of <paramref name="text"/> fit to be stored and logged: control characters and
+    /// surrogates (a pair may be cut in two) written as <c>\uXXXX</c>, since PostgreSQL keeps neither NUL nor
+    /// a lone surrogate in text.
+    /// </summary>
+    public static string Printable(string? text)
+    {
+        if (text is null)
+        {
+            return "(null)";
+        }
+        var shown = text.AsSpan(0, Math.Min(text.Length, 80));
+        var printable = new StringBuilder(shown.Length + 1);
+        foreach (var c in shown)
+        {
+            if (char.IsControl(c) || char.IsSurrogate(c))
+            {
+                printable.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
+            }
+            else
+            {
+                printable.Append(c);
+            }
+        }
+        return text.Length > shown.Length ? printable.Append('…').ToString() : printable.ToString();
+    }
 }

@@ -27,7 +27,9 @@ public sealed partial class PushMutationsConsumer(PushIngestor ingestor, IngestM
                 }
                 break;
             case PushOutcome.Refused { Reply: var refusal }:
-                LogRefused(batch.TargetKey, batch.DeviceId, batch.PreviousLocalSeq, refusal.Reason, refusal.Detail);
+                // A refused batch's keys may be anything (a megabyte, a line break): log them printable and short.
+                LogRefused(BatchValidator.Printable(batch.TargetKey), BatchValidator.Printable(batch.DeviceId),
+                    batch.PreviousLocalSeq, refusal.Reason, refusal.Detail);
                 await context.RespondAsync(refusal);
                 break;
         }
@@ -39,5 +41,5 @@ public sealed partial class PushMutationsConsumer(PushIngestor ingestor, IngestM
         int duplicates, int rejected, long head);
 
     [LoggerMessage(LogLevel.Information, "Push {TargetKey}/{DeviceId} after {PreviousLocalSeq} refused: {Reason} ({Detail})")]
-    private partial void LogRefused(string? targetKey, string? deviceId, long previousLocalSeq, string reason, string detail);
+    private partial void LogRefused(string targetKey, string deviceId, long previousLocalSeq, string reason, string detail);
 }

@@ -8,7 +8,7 @@ namespace Engram.Pipeline.CloudIngest.Push;
 /// <summary>
 /// <c>engram-push</c>: any number of ingest processes compete for it. Transient database failures
 /// are retried in place; anything else, after the retries, goes to <c>engram-push_error</c> with its
-/// exception, never acknowledged and forgotten.
+/// exception, never acknowledged and forgotten. So does a message of a type nobody consumes here.
 /// </summary>
 public sealed class PushMutationsConsumerDefinition : ConsumerDefinition<PushMutationsConsumer>
 {
@@ -26,5 +26,6 @@ public sealed class PushMutationsConsumerDefinition : ConsumerDefinition<PushMut
     {
         endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
         endpointConfigurator.UseCloudDatabaseRetry();
+        endpointConfigurator.MoveUnconsumedToErrorQueue();
     }
 }

@@ -109,14 +109,12 @@ public sealed class PostgresCloudStore(NpgsqlDataSource dataSource) : ICloudStor
                        ON r.target_key = @target AND r.device_id = @device AND r.local_seq = d.local_seq
                 """);
             command.Parameters.AddWithValue("seqs", duplicates.Select(d => d.Mutation.LocalSeq).ToArray());
-            command.Parameters.AddWithValue("entities", duplicates.Select(d => d.Mutation.Entity).ToArray());
-            command.Parameters.AddWithValue("ops", duplicates.Select(d => d.Mutation.Op).ToArray());
-            command.Parameters.AddWithValue("keys", duplicates.Select(d => d.Mutation.EntityKey).ToArray());
-            // An invalid payload cannot be cast to jsonb; NULL makes it match no stored row.
-            command.Parameters.Add(new NpgsqlParameter("payloads", NpgsqlDbType.Array | NpgsqlDbType.Text)
-            {
-                Value = duplicates.Select(d => d.Valid ? d.Mutation.Payload : null).ToArray(),
-            });
+            // An invalid mutation's text may be nothing PostgreSQL can take (a NUL, a lone surrogate, a payload
+            // that is no jsonb): NULLs make it match no stored row, which is all it can do.
+            command.Parameters.Add(Texts("entities", duplicates.Select(d => d.Valid ? d.Mutation.Entity : null)));
+            command.Parameters.Add(Texts("ops", duplicates.Select(d => d.Valid ? d.Mutation.Op : null)));
+            command.Parameters.Add(Texts("keys", duplicates.Select(d => d.Valid ? d.Mutation.EntityKey : null)));
+            command.Parameters.Add(Texts("payloads", duplicates.Select(d => d.Valid ? d.Mutation.Payload : null)));
             var answers = new List<StoredAnswer>();
             await using var reader = await command.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
@@ -220,6 +218,10 @@ public sealed class PostgresCloudStore(NpgsqlDataSource dataSource) : ICloudStor
             command.Parameters.AddWithValue("device", device);
             return command;
         }
+
+        /// <summary>A text[] parameter that may hold NULLs.</summary>
+        private static NpgsqlParameter Texts(string name, IEnumerable<string?> values) =>
+            new(name, NpgsqlDbType.Array | NpgsqlDbType.Text) { Value = values.ToArray() };
 
         private NpgsqlBatchCommand BatchCommand(string sql, params (string Name, object Value)[] parameters)
         {
