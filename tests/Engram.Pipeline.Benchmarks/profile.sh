@@ -30,14 +30,29 @@ while [[ -z "$device" ]]; do
 done
 ingest=$(pgrep -n -f Engram.Pipeline.CloudIngest.dll)
 echo "Profiling device $device and ingest $ingest for $seconds s" >&2
+# Who is who, while they still run: the pipeline's processes and the servers' (the rest is "other").
+{
+    echo "0 idle"; echo "$device device"; echo "$ingest ingest"
+    for pid in $(pgrep -f Engram.Pipeline.Benchmarks/bin || true); do echo "$pid benchmark-harness"; done
+    for pid in $(pgrep -x beam.smp || true); do echo "$pid rabbitmq"; done
+    for pid in $(pgrep -x postgres || true); do echo "$pid postgresql"; done
+} >"$out/roles.txt"
 perf record -a -g -F 499 -o "$out/perf.data" -- sleep "$seconds" 2>/dev/null
 
 {
-    echo "# CPU samples by process over $seconds s (device pid $device, ingest pid $ingest)"
-    perf report -i "$out/perf.data" --no-children --sort comm,pid --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -15
+    echo "# CPU samples over $seconds s, by process (device pid $device, ingest pid $ingest)"
+    perf script -i "$out/perf.data" -F pid 2>/dev/null | python3 -c '
+import collections, sys
+roles = dict(line.split() for line in open(sys.argv[1]))
+counts = collections.Counter(roles.get(line.strip(), "other") for line in sys.stdin if line.strip())
+total = sum(counts.values())
+for role, n in counts.most_common():
+    print(f"{100 * n / total:6.1f}%  {role}")
+' "$out/roles.txt"
     for pid in "$device" "$ingest"; do
-        echo; echo "# pid $pid: functions by self CPU"
-        perf report -i "$out/perf.data" --no-children --pid "$pid" --sort dso,sym --stdio -g none 2>/dev/null | grep -E '^ +[0-9]' | head -40
+        echo; echo "# pid $pid: functions by self CPU, as a share of that process"
+        perf report -i "$out/perf.data" --no-children --pid "$pid" --percentage relative --sort dso,sym --stdio -g none 2>/dev/null \
+            | grep -E '^ +[0-9]' | head -40
     done
 } >"$out/report.txt"
 wait "$bench"

@@ -1,4 +1,5 @@
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Device.Monitoring;
 
 namespace Engram.Pipeline.Device.Tests;
 
@@ -97,5 +98,25 @@ public sealed class When_own_cloud_seqs_have_a_gap
         // An old answer again: the cursor never moves back.
         await device.Cursor.ApplyAcceptedAsync(When_answers_arrive_twice_and_shuffled.Reply((s[0], 1)), CancellationToken.None);
         Assert.Equal(3, await device.ScalarAsync("SELECT unified_cursor FROM sync_state"));
+    }
+}
+
+public sealed class When_health_counts_the_journal
+{
+    [Fact]
+    public async Task Pending_acked_and_rejected_rows_are_each_counted_once()
+    {
+        await using var device = await TestDevice.CreateAsync();
+        var seqs = await device.RecordObservationsAsync(5);
+        await device.Cursor.ApplyAcceptedAsync(new PushAccepted
+        {
+            TargetKey = "team", DeviceId = "device-a", Head = 2,
+            Mappings = [new SeqMapping { LocalSeq = seqs[0], CloudSeq = 1 }, new SeqMapping { LocalSeq = seqs[1], CloudSeq = 2 }],
+            Rejected = [new MutationRejection { LocalSeq = seqs[2], Reason = "payload-not-json", Detail = "bad" }],
+        }, CancellationToken.None);
+
+        var counts = SyncCounts.Read(device.Database, device.Identity);
+
+        Assert.Equal(new SyncCounts(Pending: 2, Acked: 2, Rejected: 1, Pulled: 0, Cursor: 2, Head: 2), counts);
     }
 }

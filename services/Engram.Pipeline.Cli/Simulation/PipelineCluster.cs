@@ -194,7 +194,10 @@ public sealed class PipelineCluster : IAsyncDisposable
         await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
         await connection.OpenAsync(ct);
         await using var count = connection.CreateCommand();
-        count.CommandText = "SELECT COUNT(*) FROM sync_mutations WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL";
+        count.CommandText = """
+            SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_pending
+            WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
+            """;
         return (long)(await count.ExecuteScalarAsync(ct))!;
     }
 

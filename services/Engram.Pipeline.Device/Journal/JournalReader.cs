@@ -21,7 +21,7 @@ public sealed class JournalReader(DeviceDatabase database, DeviceIdentity identi
         await using var select = connection.CreateCommand();
         select.CommandText = """
             SELECT seq, entity, op, entity_key, payload, occurred_at
-            FROM sync_mutations
+            FROM sync_mutations INDEXED BY sync_mutations_pending
             WHERE target_key = $target AND source = 'local' AND acked_at IS NULL AND rejected_at IS NULL AND seq > $after
             ORDER BY seq
             LIMIT $limit

@@ -30,12 +30,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS sync_mutations_remote
 -- Rule 7 asks, per entity, whether this device has an edit the cloud has not placed before a pulled one.
 CREATE INDEX IF NOT EXISTS sync_mutations_entity
     ON sync_mutations (target_key, entity, entity_key);
--- What the publisher reads: local rows the cloud has not answered yet, in seq order.
+-- What the publisher reads: local rows the cloud has not answered yet, in seq order. Queries name it
+-- (INDEXED BY): SQLite's planner, without statistics, otherwise takes sync_mutations_local, which
+-- walks every answered row too.
 CREATE INDEX IF NOT EXISTS sync_mutations_pending
     ON sync_mutations (target_key, seq)
     WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL;
 CREATE INDEX IF NOT EXISTS sync_mutations_local
     ON sync_mutations (target_key, seq) WHERE source = 'local';
+-- Health counts the rejected rows without reading the journal.
+CREATE INDEX IF NOT EXISTS sync_mutations_rejected
+    ON sync_mutations (target_key, seq) WHERE source = 'local' AND rejected_at IS NOT NULL;
 
 -- sent_through: the last local seq the publisher has sent (status counts unanswered rows up to it as
 -- in flight); one row per batch, where a mark on every journal row would rewrite each row once more.
