@@ -21,7 +21,16 @@ public sealed class RabbitMqOptions : IValidatableObject
             yield return new ValidationResult(
                 $"RabbitMq:Uri must be an absolute amqp:// or amqps:// URI, not '{Redacted(Uri)}'.", [nameof(Uri)]);
         }
+        else if (string.IsNullOrEmpty(UserName(Uri)) || !Uri.UserInfo.Contains(':', StringComparison.Ordinal))
+        {
+            // Without them the client would fall back to guest/guest.
+            yield return new ValidationResult(
+                $"RabbitMq:Uri must name a user and password (amqp://user:pass@host:port/vhost), not '{Redacted(Uri)}'.", [nameof(Uri)]);
+        }
     }
+
+    /// <summary>The user name in an <c>amqp://user:pass@…</c> URI, as RabbitMQ authenticates it.</summary>
+    public static string UserName(Uri uri) => Uri.UnescapeDataString(uri.UserInfo.Split(':')[0]);
 
     /// <summary>The URI without its password, for logs and error messages.</summary>
     public static string Redacted(Uri uri)

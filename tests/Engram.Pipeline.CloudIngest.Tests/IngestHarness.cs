@@ -51,12 +51,14 @@ public sealed class IngestHarness : IAsyncDisposable
         };
         var provider = new ServiceCollection()
             .AddSingleton(store)
-            .AddSingleton(Options.Create(options ?? new IngestOptions()))
+            // The in-memory harness carries no AMQP user_id; authorisation has tests of its own.
+            .AddSingleton(Options.Create(options ?? new IngestOptions { AuthoriseDevices = false }))
             .AddSingleton(TimeProvider.System)
             .AddMetrics()
             .AddSingleton<IngestMetrics>()
             .AddSingleton<PushIngestor>()
             .AddSingleton<Pull.PullReader>()
+            .AddSingleton<Authorisation.DeviceAuthoriser>()
             .AddMassTransitTestHarness(x => x.AddCloudConsumers())
             .BuildServiceProvider(validateScopes: true);
         var harness = new IngestHarness(provider, scalar, cleanUp);
