@@ -28,6 +28,12 @@ public sealed partial class Puller(
             {
                 break;
             }
+            catch (RequestFaultException e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The cloud answered and refused (e.g. not-authorised): asking again at once would be refused again.
+                LogPullRefused(e.Fault?.Exceptions.FirstOrDefault()?.Message ?? e.Message);
+                await signal.WaitAsync(options.PollInterval, stoppingToken);
+            }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
                 // The broker, the cloud or the database is away; the cursor has not moved, so nothing is skipped.
@@ -67,6 +73,9 @@ public sealed partial class Puller(
 
     [LoggerMessage(LogLevel.Debug, "Pulled after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
     private partial void LogPage(long afterSeq, int rows, int applied, int own, long cursor, long head);
+
+    [LoggerMessage(LogLevel.Error, "The cloud refused a pull: {Reason}; asking again at the next poll")]
+    private partial void LogPullRefused(string reason);
 
     [LoggerMessage(LogLevel.Warning, "Pulling failed; retrying in 1 s")]
     private partial void LogPullFailed(Exception exception);
