@@ -203,9 +203,10 @@ addUser.SetAction(async (parsed, ct) =>
     {
         var granted = parsed.GetValue(targets)!;
         var permissions = await accounts.AddAsync(device, password, granted, ct);
-        Console.WriteLine($"RabbitMQ user '{device}': configure {permissions.Configure}");
-        Console.WriteLine($"{"",-17}   write     {permissions.Write}");
-        Console.WriteLine($"{"",-17}   read      {permissions.Read}");
+        Console.WriteLine($"RabbitMQ user '{device}', permissions:");
+        Console.WriteLine($"  configure  {permissions.Configure}");
+        Console.WriteLine($"  write      {permissions.Write}");
+        Console.WriteLine($"  read       {permissions.Read}");
         Console.WriteLine($"granted targets: {string.Join(", ", granted)}");
     }
     return 0;

@@ -17,7 +17,7 @@ public static class TransportExtensions
     }
 
     /// <summary>
-    /// Points the bus at the configured broker. The bus start is awaited with a deadline so that an
+    /// Points the bus at the configured broker (over TLS for <c>amqps://</c>). The bus start is awaited with a deadline so that an
     /// unreachable broker stops the service with an error instead of leaving it half started.
     /// </summary>
     public static void UsePipelineRabbitMq(this IBusRegistrationConfigurator bus,
@@ -26,7 +26,19 @@ public static class TransportExtensions
         bus.UsingRabbitMq((context, cfg) =>
         {
             var options = context.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
-            cfg.Host(options.Uri!);
+            cfg.Host(options.Uri!, host =>
+            {
+                // MassTransit turns TLS on by itself only on port 5671; amqps:// means TLS on any port.
+                if (options.Uri!.Scheme == "amqps")
+                {
+                    host.UseSsl(tls =>
+                    {
+                        tls.ServerName = options.Uri.Host;
+                        tls.CertificatePath = options.ClientCertificatePath;
+                        tls.CertificatePassphrase = options.ClientCertificatePassphrase;
+                    });
+                }
+            });
             configure(context, cfg);
         });
     }
