@@ -67,6 +67,8 @@ default_user_tags.administrator = true
 default_permissions.configure = .*
 default_permissions.read = .*
 default_permissions.write = .*
+# No guest account exists (default_user replaces it); were one made, it could only connect locally.
+loopback_users.guest = true
 EOF
   cat >"$rmq/node.env" <<EOF
 export HOME='$rmq/home'
