@@ -1,3 +1,5 @@
+using System.Net.Security;
+using System.Security.Authentication;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -31,16 +33,25 @@ public static class TransportExtensions
                 // MassTransit turns TLS on by itself only on port 5671; amqps:// means TLS on any port.
                 if (options.Uri!.Scheme == "amqps")
                 {
-                    host.UseSsl(tls =>
-                    {
-                        tls.ServerName = options.Uri.Host;
-                        tls.CertificatePath = options.ClientCertificatePath;
-                        tls.CertificatePassphrase = options.ClientCertificatePassphrase;
-                    });
+                    host.UseSsl(tls => ConfigureTls(tls, options));
                 }
             });
             configure(context, cfg);
         });
+    }
+
+    /// <summary>
+    /// TLS to the broker: the broker's certificate must chain to a trusted root and name the URI's host.
+    /// MassTransit's own default accepts an untrusted chain, which would let anyone in the middle.
+    /// </summary>
+    public static void ConfigureTls(IRabbitMqSslConfigurator tls, RabbitMqOptions options)
+    {
+        tls.ServerName = options.Uri!.Host;
+        tls.Protocol = SslProtocols.Tls12 | SslProtocols.Tls13;
+        tls.EnforcePolicyErrors(SslPolicyErrors.RemoteCertificateChainErrors | SslPolicyErrors.RemoteCertificateNameMismatch
+            | SslPolicyErrors.RemoteCertificateNotAvailable);
+        tls.CertificatePath = options.ClientCertificatePath;
+        tls.CertificatePassphrase = options.ClientCertificatePassphrase;
     }
 
     /// <summary>Makes the host wait for the broker connection when it starts.</summary>
