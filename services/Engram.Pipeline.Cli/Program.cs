@@ -212,7 +212,7 @@ addUser.SetAction(async (parsed, ct) =>
     return 0;
 });
 var removeUser = new Command("remove",
-    "Delete a device's RabbitMQ user, close its connections and withdraw its grants. Same settings as add.") { deviceId };
+    "Delete a device's RabbitMQ user (which closes its connections) and withdraw its grants. Same settings as add.") { deviceId };
 removeUser.SetAction(async (parsed, ct) =>
 {
     if (OpenDeviceAccounts() is not { } accounts)
@@ -222,8 +222,8 @@ removeUser.SetAction(async (parsed, ct) =>
     await using (accounts)
     {
         var device = parsed.GetValue(deviceId)!;
-        var closed = await accounts.RemoveAsync(device, ct);
-        Console.WriteLine($"RabbitMQ user '{device}' deleted, {closed} connection(s) closed, grants withdrawn.");
+        await accounts.RemoveAsync(device, ct);
+        Console.WriteLine($"RabbitMQ user '{device}' deleted (its connections are closed) and its grants withdrawn.");
     }
     return 0;
 });

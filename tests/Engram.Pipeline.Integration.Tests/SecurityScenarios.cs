@@ -261,6 +261,31 @@ public sealed class When_devices_have_their_own_broker_accounts(SecuredPipeline 
         Assert.Equal(1L, await read.ExecuteScalarAsync());
     }
 
+    [Fact]
+    public async Task Removing_a_device_user_closes_its_connection_and_withdraws_its_grants()
+    {
+        var world = secured.World;
+        var tablet = await world.AddDeviceAccountAsync("tablet", "team");
+        var factory = new ConnectionFactory { Uri = tablet };
+        await using var connection = await factory.CreateConnectionAsync();
+        var closed = new TaskCompletionSource<ShutdownEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        connection.ConnectionShutdownAsync += (_, reason) =>
+        {
+            closed.TrySetResult(reason);
+            return Task.CompletedTask;
+        };
+
+        await using (var accounts = new DeviceAccounts(world.Cluster.Settings.RabbitMqUri!, world.Servers.ManagementUri, world.Cluster.Settings.CloudDb!))
+        {
+            await accounts.RemoveAsync("tablet", CancellationToken.None);
+        }
+
+        var reason = await closed.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Contains("user 'tablet' is deleted", reason.ReplyText, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<BrokerUnreachableException>(() => factory.CreateConnectionAsync());
+        Assert.Equal(0, await secured.CountAsync("SELECT COUNT(*) FROM cloud_device_grants WHERE device_id = 'tablet'"));
+    }
+
     /// <summary>Runs an operation on a fresh channel and returns why the broker closed the channel.</summary>
     private static async Task<ShutdownEventArgs> RefusedAsync(IConnection connection, Func<IChannel, Task> operation)
     {

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
-using System.Text.Json;
 using Engram.Pipeline.CloudIngest.Storage.Postgres;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Hosting;
@@ -90,10 +89,10 @@ public sealed class DeviceAccounts : IAsyncDisposable
     }
 
     /// <summary>
-    /// Deletes the device's user, closes its open connections and withdraws its grants; its queue and
-    /// exchanges stay (an operator may still read them). Returns the number of connections closed.
+    /// Deletes the device's user (RabbitMQ closes its open connections) and withdraws its grants. Its
+    /// queue and exchanges stay, so an operator may still read what is in them.
     /// </summary>
-    public async Task<int> RemoveAsync(string deviceId, CancellationToken ct)
+    public async Task RemoveAsync(string deviceId, CancellationToken ct)
     {
         using (var response = await _management.DeleteAsync($"api/users/{Escape(deviceId)}", ct))
         {
@@ -102,25 +101,9 @@ public sealed class DeviceAccounts : IAsyncDisposable
                 await EnsureSuccessAsync(response, $"delete user '{deviceId}'", ct);
             }
         }
-        var closed = 0;
-        using (var connections = await GetAsync($"api/vhosts/{_vhost}/connections", ct))
-        {
-            foreach (var connection in connections.RootElement.EnumerateArray()
-                         .Where(c => c.GetProperty("user").GetString() == deviceId))
-            {
-                using var response = await _management.DeleteAsync(
-                    $"api/connections/{Escape(connection.GetProperty("name").GetString()!)}", ct);
-                if (response.StatusCode != HttpStatusCode.NotFound)
-                {
-                    await EnsureSuccessAsync(response, $"close a connection of '{deviceId}'", ct);
-                    closed++;
-                }
-            }
-        }
         await using var revoke = _cloud.CreateCommand("DELETE FROM cloud_device_grants WHERE device_id = @device");
         revoke.Parameters.AddWithValue("device", deviceId);
         await revoke.ExecuteNonQueryAsync(ct);
-        return closed;
     }
 
     public async ValueTask DisposeAsync()
@@ -142,13 +125,6 @@ public sealed class DeviceAccounts : IAsyncDisposable
     {
         using var response = await _management.PostAsJsonAsync(path, body, ct);
         await EnsureSuccessAsync(response, $"POST {path}", ct);
-    }
-
-    private async Task<JsonDocument> GetAsync(string path, CancellationToken ct)
-    {
-        using var response = await _management.GetAsync(path, ct);
-        await EnsureSuccessAsync(response, $"GET {path}", ct);
-        return JsonDocument.Parse(await response.Content.ReadAsStringAsync(ct));
     }
 
     private static string Escape(string name) => Uri.EscapeDataString(name);
