@@ -37,7 +37,7 @@ public sealed class RabbitMqOptions : IValidatableObject
             yield return new ValidationResult(
                 $"RabbitMq:Uri must name a user and password (amqp://user:pass@host:port/vhost), not '{Redacted(Uri)}'.", [nameof(Uri)]);
         }
-        if (ClientCertificatePath is { } certificate && (Uri.Scheme != "amqps" || !File.Exists(certificate)))
+        if (ClientCertificatePath is { } certificate && (!Uri.IsAbsoluteUri || Uri.Scheme != "amqps" || !File.Exists(certificate)))
         {
             yield return new ValidationResult(
                 $"RabbitMq:ClientCertificatePath needs an amqps:// URI and an existing file, not '{certificate}'.", [nameof(ClientCertificatePath)]);

@@ -19,8 +19,9 @@ public static class TransportExtensions
     }
 
     /// <summary>
-    /// Points the bus at the configured broker (over TLS for <c>amqps://</c>). The bus start is awaited with a deadline so that an
-    /// unreachable broker stops the service with an error instead of leaving it half started.
+    /// Points the bus at the configured broker (over TLS for <c>amqps://</c>). The bus start is awaited
+    /// with a deadline so that an unreachable broker stops the service with an error instead of leaving
+    /// it half started.
     /// </summary>
     public static void UsePipelineRabbitMq(this IBusRegistrationConfigurator bus,
         Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator> configure)

@@ -5,10 +5,10 @@ using MassTransit;
 namespace Engram.Pipeline.Device.Publisher;
 
 /// <summary>
-/// Ships the journal to <c>engram-push</c> (through <see cref="DeviceRoutes.Push"/>): unanswered rows in seq order, in batches, several in
-/// flight. The journal is the only durable state: after a restart, or when a batch goes unanswered
-/// for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is simply sent again and
-/// the cloud answers duplicates with the seqs it gave before.
+/// Ships the journal to <c>engram-push</c> (through <see cref="DeviceRoutes.Push"/>): unanswered rows in
+/// seq order, in batches, several in flight. The journal is the only durable state: after a restart, or
+/// when a batch goes unanswered for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is
+/// simply sent again and the cloud answers duplicates with the seqs it gave before.
 /// </summary>
 public sealed partial class JournalPublisher(
     JournalReader journal,
