@@ -12,6 +12,12 @@ public static class RejectionReasons
     /// <summary>Whole batch: more mutations or payload bytes than the cloud takes in one batch.</summary>
     public const string BatchTooLarge = "batch-too-large";
 
+    /// <summary>
+    /// Whole batch (or pull): the RabbitMQ user that sent it is not the device it names, or that device
+    /// is not granted the target.
+    /// </summary>
+    public const string NotAuthorised = "not-authorised";
+
     /// <summary>Whole batch: its previousLocalSeq is ahead of what the cloud has; resend from <see cref="PushRejected.ExpectedPreviousLocalSeq"/>.</summary>
     public const string OutOfOrder = "out-of-order";
 

@@ -12,6 +12,18 @@ public static class WireNames
     /// <summary>The durable queue a device receives its replies and fan-out events on.</summary>
     public static string DeviceQueue(string deviceId) => $"engram-device-{deviceId}";
 
+    /// <summary>
+    /// The exchange a device with its own broker account sends <see cref="PushMutations"/> to; the
+    /// operator binds it to <see cref="PushQueue"/>'s exchange, so the device never declares shared entities.
+    /// </summary>
+    public static string DevicePushExchange(string deviceId) => $"{DeviceQueue(deviceId)}_push";
+
+    /// <summary>The exchange a device with its own broker account sends <see cref="PullMutations"/> to; bound to <see cref="PullQueue"/>'s exchange.</summary>
+    public static string DevicePullExchange(string deviceId) => $"{DeviceQueue(deviceId)}_pull";
+
+    /// <summary>The temporary queue a device with its own broker account receives request responses (pull pages) on.</summary>
+    public static string DeviceBusQueue(string deviceId) => $"{DeviceQueue(deviceId)}_bus";
+
     /// <summary>The entity kinds a mutation may name.</summary>
     public static readonly IReadOnlySet<string> Entities = new HashSet<string>(StringComparer.Ordinal)
         { "session", "observation", "prompt", "relation" };

@@ -3,7 +3,10 @@
 # The docker-compose topology without Docker: a private RabbitMQ (management UI) and PostgreSQL
 # from local binaries, INGEST_PROCESSES cloud ingest processes (default 2) and two devices
 # (device-a, device-b on target "team"), each its own OS process with its own database file.
+# Secured as in production: the ingest runs as the engram_ingest database role and authorises
+# devices; each device connects as its own RabbitMQ user (engram-pipeline device-user add).
 # Everything lives under STATE_DIR; system-down.sh STATE_DIR stops it all.
+# shellcheck disable=SC2154  # ports and passwords come from the sourced $state/settings
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 STATE_DIR [INGEST_PROCESSES]" >&2; exit 2; }
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,7 +22,31 @@ if ! bash "$root/infra/local/up.sh" "$state" >"$state/logs/up.log" 2>&1 </dev/nu
 fi
 # shellcheck disable=SC1091
 source "$state/env"
+# shellcheck disable=SC1091
+source "$state/settings"
 dotnet build "$root/Engram.Pipeline.sln" -c Release -v quiet -nologo >/dev/null
+
+# The cloud tables, made by their owner (engram), then the ingest's restricted role.
+random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+psql_as() { # user password sql-args...
+  local user="$1" password="$2"; shift 2
+  PGPASSWORD="$password" /usr/lib/postgresql/15/bin/psql -q -h 127.0.0.1 -p "$pg_port" -U "$user" -d engram -v ON_ERROR_STOP=1 "$@"
+}
+psql_as engram "$pg_password" -f "$root/services/Engram.Pipeline.CloudIngest/Storage/Postgres/schema.sql"
+psql_as postgres "$pg_admin_password" -f "$root/infra/postgres/roles.sql"
+ingest_password="$(random_hex 16)"
+psql_as postgres "$pg_admin_password" -c "ALTER ROLE engram_ingest PASSWORD '$ingest_password'"
+ingest_db="Host=127.0.0.1;Port=$pg_port;Username=engram_ingest;Password=$ingest_password;Database=engram"
+
+# Each device's own RabbitMQ user, permissions, bindings and grant; a new password on every start.
+cli="$root/services/Engram.Pipeline.Cli/bin/Release/net10.0/engram-pipeline.dll"
+declare -A device_uri
+for device in device-a device-b; do
+  password="$(random_hex 16)"
+  ENGRAM_DEVICE_PASSWORD="$password" RabbitMq__ManagementUri="$ENGRAM_RABBITMQ_MANAGEMENT" \
+    dotnet "$cli" device-user add --device "$device" --target team >>"$state/logs/device-users.log"
+  device_uri[$device]="amqp://$device:$password@127.0.0.1:$amqp_port/"
+done
 
 mkdir -p "$state/devices"
 : >"$state/services"
@@ -34,11 +61,11 @@ start() { # name project extra-env...
   echo "$name http://127.0.0.1:$port" >>"$state/services"
 }
 for i in $(seq 1 "$ingest"); do
-  start "cloud-ingest-$i" Engram.Pipeline.CloudIngest
+  start "cloud-ingest-$i" Engram.Pipeline.CloudIngest ConnectionStrings__CloudDb="$ingest_db"
 done
 for device in device-a device-b; do
-  start "$device" Engram.Pipeline.Device ConnectionStrings__DeviceDb="Data Source=$state/devices/$device.db" \
-    Device__Id="$device" Device__Target=team
+  start "$device" Engram.Pipeline.Device RabbitMq__Uri="${device_uri[$device]}" \
+    ConnectionStrings__DeviceDb="Data Source=$state/devices/$device.db" Device__Id="$device" Device__Target=team
 done
 
 # Ready when every service's /health/ready answers.

@@ -69,6 +69,8 @@ default_user_tags.administrator = true
 default_permissions.configure = .*
 default_permissions.read = .*
 default_permissions.write = .*
+# No guest account exists (default_user replaces it); were one made, it could only connect locally.
+loopback_users.guest = true
 EOF
   if [ -n "${ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS:-}" ]; then
     echo "consumer_timeout = $ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS" >>"$rmq/rabbitmq.conf"

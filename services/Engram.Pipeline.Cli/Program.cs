@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Engram.Pipeline.Cli.DeviceUsers;
 using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Cli.Status;
 using Engram.Pipeline.CloudIngest.Storage;
@@ -169,5 +170,80 @@ status.SetAction(async (parsed, ct) =>
     return 0;
 });
 
-var root = new RootCommand("engram-pipeline: Engram's sync pipeline, simulated and checked") { simulate, status };
+var deviceId = new Option<string>("--device") { Description = "The device id, which is also its RabbitMQ user name", Required = true };
+var targets = new Option<string[]>("--target")
+{
+    Description = "A target the device may push to and pull from (repeat for several)", Required = true, AllowMultipleArgumentsPerToken = true,
+};
+var passwordStdin = new Option<bool>("--password-stdin") { Description = "Read the device's password from the first line of stdin" };
+var addUser = new Command("add",
+    "Create (or update) a device's own RabbitMQ account: the user, its permissions, its bindings, and its grants in the cloud " +
+    "database. Password: ENGRAM_DEVICE_PASSWORD or --password-stdin. Uses RabbitMq__Uri (an administrator; its virtual host), " +
+    "RabbitMq__ManagementUri and ConnectionStrings__CloudDb (the owner of the cloud tables).")
+    { deviceId, targets, passwordStdin };
+addUser.SetAction(async (parsed, ct) =>
+{
+    var device = parsed.GetValue(deviceId)!;
+    if (DevicePermissions.DeviceIdProblem(device) is { } problem)
+    {
+        Console.Error.WriteLine($"Device id '{device}' {problem}.");
+        return 2;
+    }
+    var password = parsed.GetValue(passwordStdin) ? Console.In.ReadLine() : Environment.GetEnvironmentVariable("ENGRAM_DEVICE_PASSWORD");
+    if (string.IsNullOrEmpty(password))
+    {
+        Console.Error.WriteLine("Give the device's password in ENGRAM_DEVICE_PASSWORD or on stdin with --password-stdin.");
+        return 2;
+    }
+    if (OpenDeviceAccounts() is not { } accounts)
+    {
+        return 2;
+    }
+    await using (accounts)
+    {
+        var granted = parsed.GetValue(targets)!;
+        var permissions = await accounts.AddAsync(device, password, granted, ct);
+        Console.WriteLine($"RabbitMQ user '{device}', permissions:");
+        Console.WriteLine($"  configure  {permissions.Configure}");
+        Console.WriteLine($"  write      {permissions.Write}");
+        Console.WriteLine($"  read       {permissions.Read}");
+        Console.WriteLine($"granted targets: {string.Join(", ", granted)}");
+    }
+    return 0;
+});
+var removeUser = new Command("remove",
+    "Delete a device's RabbitMQ user (which closes its connections) and withdraw its grants. Same settings as add.") { deviceId };
+removeUser.SetAction(async (parsed, ct) =>
+{
+    if (OpenDeviceAccounts() is not { } accounts)
+    {
+        return 2;
+    }
+    await using (accounts)
+    {
+        var device = parsed.GetValue(deviceId)!;
+        await accounts.RemoveAsync(device, ct);
+        Console.WriteLine($"RabbitMQ user '{device}' deleted (its connections are closed) and its grants withdrawn.");
+    }
+    return 0;
+});
+var deviceUser = new Command("device-user", "Devices' own RabbitMQ accounts") { addUser, removeUser };
+
+var root = new RootCommand("engram-pipeline: Engram's sync pipeline, simulated and checked") { simulate, status, deviceUser };
 return await root.Parse(args).InvokeAsync();
+
+static DeviceAccounts? OpenDeviceAccounts()
+{
+    var configuration = new ConfigurationBuilder().AddEnvironmentVariables().Build();
+    var broker = configuration["RabbitMq:Uri"];
+    var management = configuration["RabbitMq:ManagementUri"];
+    var cloudDb = configuration.GetConnectionString("CloudDb");
+    if (!Uri.TryCreate(broker, UriKind.Absolute, out var brokerUri) || !Uri.TryCreate(management, UriKind.Absolute, out var managementUri)
+        || string.IsNullOrWhiteSpace(cloudDb))
+    {
+        Console.Error.WriteLine("Set RabbitMq__Uri (an administrator's amqp://user:pass@host:port/vhost), " +
+                                "RabbitMq__ManagementUri (e.g. http://host:15672/) and ConnectionStrings__CloudDb (the cloud tables' owner).");
+        return null;
+    }
+    return new DeviceAccounts(brokerUri, managementUri, cloudDb);
+}

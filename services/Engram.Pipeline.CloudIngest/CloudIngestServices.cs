@@ -1,3 +1,4 @@
+using Engram.Pipeline.CloudIngest.Authorisation;
 using Engram.Pipeline.CloudIngest.Pull;
 using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.CloudIngest.Storage;
@@ -48,6 +49,7 @@ public static class CloudIngestServices
         services.AddSingleton<IngestMetrics>();
         services.AddSingleton<PushIngestor>();
         services.AddSingleton<PullReader>();
+        services.AddSingleton<DeviceAuthoriser>();
         return services;
     }
 

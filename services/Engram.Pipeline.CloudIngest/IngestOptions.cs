@@ -23,6 +23,14 @@ public sealed class IngestOptions
     [Range(1, 100_000)]
     public int MaxPageRows { get; set; } = 1000;
 
+    /// <summary>
+    /// Whether a push or pull must come from the device it names, granted the target: its AMQP
+    /// <c>user_id</c> (which RabbitMQ checks against the connection's user) must equal its deviceId, and
+    /// <c>cloud_device_grants</c> must hold (target, device). Anything else is refused <c>not-authorised</c>.
+    /// Turn it off only where every broker account is trusted: the in-memory bus carries no user_id.
+    /// </summary>
+    public bool AuthoriseDevices { get; set; } = true;
+
     /// <summary>Batches one process works on at once (each holds a database connection).</summary>
     [Range(1, 256)]
     public int ConcurrentMessageLimit { get; set; } = 8;

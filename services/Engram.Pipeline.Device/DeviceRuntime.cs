@@ -14,16 +14,17 @@ namespace Engram.Pipeline.Device;
 /// </summary>
 public sealed class DeviceRuntime
 {
-    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, PublisherOptions publisher, PullerOptions puller,
-        TimeProvider clock, ILoggerFactory logs)
+    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, DeviceRoutes routes, PublisherOptions publisher,
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
     {
         Database = database;
         Identity = identity;
+        Routes = routes;
         Journal = new DeviceJournal(database, identity, PublisherWakeup, clock);
         Cursor = new CursorService(database, identity, clock);
-        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, publisher, clock,
-            logs.CreateLogger<JournalPublisher>());
-        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, PullerWakeup, puller, clock,
+        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, routes, publisher,
+            clock, logs.CreateLogger<JournalPublisher>());
+        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, routes, PullerWakeup, puller, clock,
             logs.CreateLogger<Puller>());
         _logs = logs;
     }
@@ -32,6 +33,7 @@ public sealed class DeviceRuntime
 
     public DeviceDatabase Database { get; }
     public DeviceIdentity Identity { get; }
+    public DeviceRoutes Routes { get; }
     public DeviceJournal Journal { get; }
     public CursorService Cursor { get; }
     public JournalPublisher Publisher { get; }
@@ -52,6 +54,11 @@ public sealed class DeviceRuntime
         // Answers are sent straight to this queue; only TargetAdvanced (a fan-out) needs its exchange bound here.
         endpoint.ConfigureMessageTopology<Contracts.PushAccepted>(false);
         endpoint.ConfigureMessageTopology<Contracts.PushRejected>(false);
+        // An own account may not declare the shared TargetAdvanced exchange: the operator bound it.
+        endpoint.ConfigureMessageTopology<Contracts.TargetAdvanced>(!Routes.OwnAccount);
+        // A failed answer goes to this queue's _error queue; nobody listens for Fault events, and an own
+        // account could not declare their exchanges.
+        endpoint.PublishFaults = false;
         endpoint.ConcurrentMessageLimit = 1;
         endpoint.PrefetchCount = 16;
         // Another process (the Engram application) may hold the database's write lock for a while.

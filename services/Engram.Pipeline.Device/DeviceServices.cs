@@ -1,3 +1,4 @@
+using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Device.Monitoring;
 using Engram.Pipeline.Device.Storage;
 using Engram.Pipeline.Hosting;
@@ -25,11 +26,19 @@ public static class DeviceServices
             sp.GetRequiredService<IOptions<DeviceOptions>>().Value,
             sp.GetRequiredService<IOptions<PublisherOptions>>().Value,
             sp.GetRequiredService<IOptions<PullerOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(),
+            RabbitMqOptions.UserName(sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.Uri!)));
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus => bus.UsePipelineRabbitMq((context, cfg) =>
         {
             var runtime = context.GetRequiredService<DeviceRuntime>();
+            var user = RabbitMqOptions.UserName(context.GetRequiredService<IOptions<RabbitMqOptions>>().Value.Uri!);
+            cfg.ConfigureSend(send => send.UseSendExecute(message => StampSender(message, user)));
+            if (runtime.Routes.OwnAccount)
+            {
+                // MassTransit's bus endpoint (where pull pages arrive) gets a name the account may declare.
+                cfg.OverrideDefaultBusEndpointQueueName(WireNames.DeviceBusQueue(runtime.Identity.DeviceId));
+            }
             cfg.ReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
         }));
         services.AddHostedService<DeviceWorker>();
@@ -50,12 +59,29 @@ public static class DeviceServices
         return services;
     }
 
-    /// <summary>Opens (or creates) a device database and builds the device around it.</summary>
+    /// <summary>
+    /// Opens (or creates) a device database and builds the device around it. <paramref name="brokerUser"/>
+    /// is the RabbitMQ user it connects as (none on the in-memory bus); it decides the <see cref="DeviceRoutes"/>.
+    /// </summary>
     public static DeviceRuntime CreateRuntime(string deviceDb, DeviceOptions device, PublisherOptions publisher,
-        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs, string? brokerUser = null)
     {
         var database = new DeviceDatabase(deviceDb);
         var identity = new DeviceIdentity(database.Initialise(device.Id, clock), device.Target);
-        return new DeviceRuntime(database, identity, publisher, puller, clock, logs);
+        return new DeviceRuntime(database, identity, DeviceRoutes.For(identity.DeviceId, brokerUser), publisher, puller, clock, logs);
+    }
+
+    /// <summary>
+    /// Every message names its sender in the AMQP <c>user_id</c> property. RabbitMQ refuses a message whose
+    /// user_id is not the connection's user, so the cloud can trust it. Mandatory: a send nothing is bound
+    /// to (an own account the operator has not set up) fails instead of vanishing.
+    /// </summary>
+    private static void StampSender(SendContext message, string user)
+    {
+        if (message.TryGetPayload<RabbitMqSendContext>(out var rabbit))
+        {
+            rabbit.BasicProperties.UserId = user;
+            rabbit.Mandatory = true;
+        }
     }
 }

@@ -134,6 +134,8 @@ public static class PipelineBench
             ["RabbitMq__Uri"] = amqp.ToString(),
             ["ConnectionStrings__CloudDb"] = cloudDb,
             ["Logging__LogLevel__Default"] = "Warning",
+            // One trusted broker account for the whole benchmark, as the in-process rows run.
+            ["Ingest__AuthoriseDevices"] = "false",
         };
         await using var ingest = await ServiceProcess.StartAsync("Engram.Pipeline.CloudIngest", environment, TimeSpan.FromMinutes(1));
         var clock = Stopwatch.StartNew();

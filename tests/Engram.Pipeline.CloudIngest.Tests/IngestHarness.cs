@@ -1,3 +1,4 @@
+using Engram.Pipeline.CloudIngest.Authorisation;
 using Engram.Pipeline.CloudIngest.Push;
 using Engram.Pipeline.CloudIngest.Storage;
 using Engram.Pipeline.CloudIngest.Storage.Postgres;
@@ -27,13 +28,13 @@ public sealed class IngestHarness : IAsyncDisposable
     public const string Sqlite = "sqlite";
 
     private readonly ServiceProvider _provider;
-    private readonly Func<string, Task<long>> _scalar;
+    private readonly Func<string, Task<object?>> _query;
     private readonly Func<Task> _cleanUp;
 
-    private IngestHarness(ServiceProvider provider, Func<string, Task<long>> scalar, Func<Task> cleanUp)
+    private IngestHarness(ServiceProvider provider, Func<string, Task<object?>> query, Func<Task> cleanUp)
     {
         _provider = provider;
-        _scalar = scalar;
+        _query = query;
         _cleanUp = cleanUp;
     }
 
@@ -41,9 +42,11 @@ public sealed class IngestHarness : IAsyncDisposable
 
     public PushIngestor Ingestor => _provider.GetRequiredService<PushIngestor>();
 
+    public DeviceAuthoriser Authoriser => _provider.GetRequiredService<DeviceAuthoriser>();
+
     public static async Task<IngestHarness> StartAsync(ServersFixture fixture, string backend, IngestOptions? options = null)
     {
-        var (store, scalar, cleanUp) = backend switch
+        var (store, query, cleanUp) = backend switch
         {
             Postgres => await PostgresAsync(fixture),
             Sqlite => SqliteStore(),
@@ -51,20 +54,22 @@ public sealed class IngestHarness : IAsyncDisposable
         };
         var provider = new ServiceCollection()
             .AddSingleton(store)
-            .AddSingleton(Options.Create(options ?? new IngestOptions()))
+            // The in-memory harness carries no AMQP user_id; authorisation has tests of its own.
+            .AddSingleton(Options.Create(options ?? new IngestOptions { AuthoriseDevices = false }))
             .AddSingleton(TimeProvider.System)
             .AddMetrics()
             .AddSingleton<IngestMetrics>()
             .AddSingleton<PushIngestor>()
             .AddSingleton<Pull.PullReader>()
+            .AddSingleton<DeviceAuthoriser>()
             .AddMassTransitTestHarness(x => x.AddCloudConsumers())
             .BuildServiceProvider(validateScopes: true);
-        var harness = new IngestHarness(provider, scalar, cleanUp);
+        var harness = new IngestHarness(provider, query, cleanUp);
         await harness.Harness.Start();
         return harness;
     }
 
-    private static async Task<(ICloudStore, Func<string, Task<long>>, Func<Task>)> PostgresAsync(ServersFixture fixture)
+    private static async Task<(ICloudStore, Func<string, Task<object?>>, Func<Task>)> PostgresAsync(ServersFixture fixture)
     {
         var name = ServersFixture.UniqueName("ingest");
         var dataSource = NpgsqlDataSource.Create(await fixture.Servers.CreateDatabaseAsync(name));
@@ -72,7 +77,7 @@ public sealed class IngestHarness : IAsyncDisposable
         return (new PostgresCloudStore(dataSource), async sql =>
         {
             await using var command = dataSource.CreateCommand(sql);
-            return (long)(await command.ExecuteScalarAsync())!;
+            return await command.ExecuteScalarAsync();
         }, async () =>
         {
             await dataSource.DisposeAsync();
@@ -80,7 +85,7 @@ public sealed class IngestHarness : IAsyncDisposable
         });
     }
 
-    private static (ICloudStore, Func<string, Task<long>>, Func<Task>) SqliteStore()
+    private static (ICloudStore, Func<string, Task<object?>>, Func<Task>) SqliteStore()
     {
         var directory = Directory.CreateTempSubdirectory("engram-cloud-");
         var path = Path.Combine(directory.FullName, "cloud.db");
@@ -90,7 +95,7 @@ public sealed class IngestHarness : IAsyncDisposable
             await connection.OpenAsync();
             await using var command = connection.CreateCommand();
             command.CommandText = sql;
-            return (long)(await command.ExecuteScalarAsync())!;
+            return await command.ExecuteScalarAsync();
         }, () =>
         {
             SqliteConnection.ClearAllPools();
@@ -115,7 +120,10 @@ public sealed class IngestHarness : IAsyncDisposable
         return response.Message;
     }
 
-    public Task<long> ScalarAsync(string sql) => _scalar(sql);
+    public async Task<long> ScalarAsync(string sql) => (long)(await _query(sql))!;
+
+    /// <summary>Runs a statement against the cloud store, whichever backend it is.</summary>
+    public Task ExecuteAsync(string sql) => _query(sql);
 
     public static PushMutations Batch(string device, long previous, params Mutation[] mutations) =>
         new() { TargetKey = "team", DeviceId = device, PreviousLocalSeq = previous, Mutations = mutations };

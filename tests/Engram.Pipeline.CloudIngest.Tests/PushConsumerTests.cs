@@ -120,7 +120,7 @@ public sealed class When_a_batch_holds_invalid_mutations(ServersFixture servers)
     [InlineData(Sqlite)]
     public async Task Each_is_rejected_with_a_reason_the_rest_is_accepted_and_the_mark_moves_past_them(string backend)
     {
-        await using var ingest = await StartAsync(servers, backend, new IngestOptions { MaxPayloadBytes = 100 });
+        await using var ingest = await StartAsync(servers, backend, new IngestOptions { MaxPayloadBytes = 100, AuthoriseDevices = false });
         var batch = Batch("a", 0,
             Upsert(1),
             Upsert(2) with { Entity = "memory" },
@@ -155,7 +155,7 @@ public sealed class When_a_batch_holds_invalid_mutations(ServersFixture servers)
     [InlineData(Sqlite, 4, RejectionReasons.BatchTooLarge)]
     public async Task A_batch_that_is_empty_or_over_the_count_limit_is_refused_whole(string backend, int count, string reason)
     {
-        await using var ingest = await StartAsync(servers, backend, new IngestOptions { MaxBatchMutations = 3 });
+        await using var ingest = await StartAsync(servers, backend, new IngestOptions { MaxBatchMutations = 3, AuthoriseDevices = false });
 
         var refusal = Assert.IsType<PushRejected>(await ingest.PushAsync(
             Batch("a", 0, Enumerable.Range(1, count).Select(i => Upsert(i)).ToArray())));

@@ -23,24 +23,30 @@ public sealed class When_docker_compose_reads_the_deployment
         ["device-b"] = (typeof(DeviceServices).Assembly, ["RabbitMq:Uri", "ConnectionStrings:DeviceDb", "Device:Id", "Device:Target"]),
     };
 
+    /// <summary>The one-shot job that makes the devices' broker accounts: it runs to completion instead of staying healthy.</summary>
+    private const string Provision = "provision";
+
     [Fact]
     public async Task Every_service_has_a_health_check_and_starts_after_what_it_needs_is_healthy()
     {
         var services = await ResolvedServicesAsync();
 
-        Assert.Equal(["cloud-ingest", "device-a", "device-b", "postgres", "rabbitmq"], services.Keys.Order());
+        Assert.Equal(["cloud-ingest", "device-a", "device-b", "postgres", Provision, "rabbitmq"], services.Keys.Order());
         foreach (var (name, service) in services)
         {
-            Assert.True(service.Children.ContainsKey("healthcheck"), $"{name} has no healthcheck");
+            Assert.True(name == Provision || service.Children.ContainsKey("healthcheck"), $"{name} has no healthcheck");
             if (service.Children.TryGetValue("depends_on", out var dependsOn))
             {
                 foreach (var (dependency, condition) in ((YamlMappingNode)dependsOn).Children)
                 {
-                    Assert.Equal("service_healthy", ((YamlScalarNode)((YamlMappingNode)condition)["condition"]).Value);
-                    Assert.True(services.ContainsKey(((YamlScalarNode)dependency).Value!), $"{name} depends on unknown {dependency}");
+                    var dependencyName = ((YamlScalarNode)dependency).Value!;
+                    Assert.Equal(dependencyName == Provision ? "service_completed_successfully" : "service_healthy",
+                        ((YamlScalarNode)((YamlMappingNode)condition)["condition"]).Value);
+                    Assert.True(services.ContainsKey(dependencyName), $"{name} depends on unknown {dependency}");
                 }
             }
         }
+        Assert.Equal("no", ((YamlScalarNode)services[Provision]["restart"]).Value);
         Assert.All(AppServices.Keys, name => Assert.True(services[name].Children.ContainsKey("depends_on"), $"{name} waits for nothing"));
     }
 
@@ -92,6 +98,34 @@ public sealed class When_docker_compose_reads_the_deployment
         Assert.DoesNotContain("change-me", compose, StringComparison.Ordinal);
         Assert.Contains("${RABBITMQ_PASSWORD:?", compose, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Each_device_connects_as_its_own_broker_user_and_the_ingest_as_its_own_database_role()
+    {
+        var services = await ResolvedServicesAsync();
+        var provision = string.Join(' ', ((YamlSequenceNode)services[Provision]["command"]).Children.Select(n => ((YamlScalarNode)n).Value));
+        foreach (var device in new[] { "device-a", "device-b" })
+        {
+            var environment = (YamlMappingNode)services[device]["environment"];
+            var broker = new Uri(((YamlScalarNode)environment["RabbitMq__Uri"]).Value!);
+            Assert.Equal(((YamlScalarNode)environment["Device__Id"]).Value, RabbitMqOptions.UserName(broker));
+            Assert.Contains($"device-user add --device {device} ", provision, StringComparison.Ordinal);
+            Assert.True(((YamlMappingNode)services[device]["depends_on"]).Children.ContainsKey(Provision), $"{device} starts before its account exists");
+        }
+        var ingestDb = ((YamlScalarNode)services["cloud-ingest"]["environment"]["ConnectionStrings__CloudDb"]).Value!;
+        Assert.Contains("Username=engram_ingest;", ingestDb, StringComparison.Ordinal);
+        Assert.Contains(Mounts(services["postgres"]), m => m.Target.StartsWith("/docker-entrypoint-initdb.d/", StringComparison.Ordinal)
+            && m.Source.EndsWith("infra/postgres/initdb.sh", StringComparison.Ordinal));
+
+        // The image's own defaults let guest in from anywhere; the deployment's configuration takes that back.
+        var rabbitConf = Assert.Single(Mounts(services["rabbitmq"]), m => m.Target.StartsWith("/etc/rabbitmq/conf.d/", StringComparison.Ordinal));
+        Assert.Contains("loopback_users.guest = true", await File.ReadAllTextAsync(rabbitConf.Source), StringComparison.Ordinal);
+    }
+
+    /// <summary>A service's bind mounts, as docker-compose 1.x resolves them ("source:target:mode").</summary>
+    private static IEnumerable<(string Source, string Target)> Mounts(YamlMappingNode service) =>
+        ((YamlSequenceNode)service["volumes"]).Children.Select(n => ((YamlScalarNode)n).Value!.Split(':'))
+            .Where(parts => parts[0].StartsWith('/')).Select(parts => (parts[0], parts[1]));
 
     /// <summary>
     /// Settings a service reads: every property of the options classes it binds (Section:Property),

@@ -53,6 +53,8 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
             ["RabbitMq__Uri"] = (await servers.CreateVirtualHostAsync(name)).ToString(),
             ["ConnectionStrings__CloudDb"] = await servers.CreateDatabaseAsync(name),
             ["Publisher__ResendAfter"] = "00:00:10",
+            // The devices share the test's broker account; SecurityScenarios covers per-device accounts.
+            ["Ingest__AuthoriseDevices"] = "false",
         };
         var work = Directory.CreateTempSubdirectory("engram-faults-");
         await using var system = new RunningSystem(environment, work.FullName);

@@ -1,7 +1,11 @@
+using System.Security.Cryptography;
+using Engram.Pipeline.Cli.DeviceUsers;
 using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Cli.Verification;
+using Engram.Pipeline.CloudIngest.Storage.Postgres;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Engram.Pipeline.Integration.Tests;
@@ -80,6 +84,37 @@ public sealed class PipelineWorld : IAsyncDisposable
     public Task<long> PurgeQueueAsync(string queue) =>
         (_servers ?? throw new InvalidOperationException("The embedded backend has no broker queues to purge."))
         .PurgeQueueAsync(_name, queue, TimeSpan.FromSeconds(30));
+
+    /// <summary>
+    /// Gives a device its own RabbitMQ account on this world's virtual host, granted <paramref name="targets"/>,
+    /// as <c>engram-pipeline device-user add</c> does; returns the AMQP URI the device connects with.
+    /// </summary>
+    public async Task<Uri> AddDeviceAccountAsync(string deviceId, params string[] targets)
+    {
+        var broker = Cluster.Settings.RabbitMqUri ?? throw new InvalidOperationException("The embedded backend has no broker accounts.");
+        var password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        await using var accounts = new DeviceAccounts(broker, Servers.ManagementUri, Cluster.Settings.CloudDb!);
+        await accounts.AddAsync(deviceId, password, targets, CancellationToken.None);
+        return new UriBuilder(broker) { UserName = deviceId, Password = password }.Uri;
+    }
+
+    /// <summary>
+    /// The cloud tables, made by their owner, and the <c>engram_ingest</c> role of infra/postgres/roles.sql
+    /// (a cluster-wide role: its password is set anew); returns the role's connection string.
+    /// </summary>
+    public async Task<string> CreateIngestRoleAsync()
+    {
+        var owner = Cluster.Settings.CloudDb ?? throw new InvalidOperationException("The embedded backend has no database roles.");
+        await using var dataSource = NpgsqlDataSource.Create(owner);
+        await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
+        var password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+        var roles = await File.ReadAllTextAsync(Path.Combine(RepositoryRoot.Find(), "infra", "postgres", "roles.sql"));
+        await using (var command = dataSource.CreateCommand($"{roles}; ALTER ROLE engram_ingest PASSWORD '{password}'"))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+        return new NpgsqlConnectionStringBuilder(owner) { Username = "engram_ingest", Password = password }.ConnectionString;
+    }
 
     /// <summary>Runs a query that returns one number against the cloud database, whichever backend it is.</summary>
     public async Task<long> CloudScalarAsync(string sql)

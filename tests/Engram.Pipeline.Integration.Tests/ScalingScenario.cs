@@ -23,6 +23,8 @@ public sealed class When_cloud_ingest_is_scaled_out(ServersFixture servers, ITes
             {
                 ["RabbitMq__Uri"] = world.Cluster.Settings.RabbitMqUri!.ToString(),
                 ["ConnectionStrings__CloudDb"] = world.Cluster.Settings.CloudDb!,
+                // The cluster's devices share one trusted account.
+                ["Ingest__AuthoriseDevices"] = "false",
             };
             var ingest = new List<ServiceProcess>();
             try

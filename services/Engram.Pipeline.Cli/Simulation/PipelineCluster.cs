@@ -28,6 +28,12 @@ public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string W
     /// <summary>Extra configuration for every device (e.g. Publisher:ResendAfter).</summary>
     public IReadOnlyDictionary<string, string?> DeviceSettings { get; init; } = new Dictionary<string, string?>();
 
+    /// <summary>
+    /// Extra configuration for every ingest process. By default devices are not authorised
+    /// (Ingest:AuthoriseDevices false): the simulated fleet shares one trusted broker account.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?> IngestSettings { get; init; } = new Dictionary<string, string?>();
+
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 }
 
@@ -84,7 +90,7 @@ public sealed class PipelineCluster : IAsyncDisposable
     {
         if (_settings.Embedded)
         {
-            var host = Build([], (services, _) =>
+            var host = Build(IngestValues(), (services, _) =>
             {
                 services.AddCloudLog();
                 services.AddSingleton(Cloud);
@@ -100,13 +106,14 @@ public sealed class PipelineCluster : IAsyncDisposable
         }
         for (var i = 0; i < _settings.IngestProcesses; i++)
         {
-            var host = Build([], (services, configuration) => services.AddCloudIngest(configuration));
+            var host = Build(IngestValues(), (services, configuration) => services.AddCloudIngest(configuration));
             await host.StartAsync(ct);
             _ingest.Add(host);
         }
     }
 
-    public async Task<DeviceNode> StartDeviceAsync(string deviceId, string target, CancellationToken ct)
+    /// <summary>Starts a device; with RabbitMQ it connects as <paramref name="account"/> if given (its own account), else as the cluster's.</summary>
+    public async Task<DeviceNode> StartDeviceAsync(string deviceId, string target, CancellationToken ct, Uri? account = null)
     {
         var path = Path.Combine(_settings.WorkDirectory, $"{deviceId}.db");
         var values = new Dictionary<string, string?>(_settings.DeviceSettings)
@@ -115,6 +122,10 @@ public sealed class PipelineCluster : IAsyncDisposable
             ["Device:Id"] = deviceId,
             ["Device:Target"] = target,
         };
+        if (account is not null)
+        {
+            values["RabbitMq:Uri"] = account.ToString();
+        }
         DeviceRuntime runtime;
         if (_settings.Embedded)
         {
@@ -218,13 +229,20 @@ public sealed class PipelineCluster : IAsyncDisposable
         var all = new Dictionary<string, string?>(values);
         if (!_settings.Embedded)
         {
-            all["RabbitMq:Uri"] = _settings.RabbitMqUri!.ToString();
-            all["ConnectionStrings:CloudDb"] = _settings.CloudDb;
+            all.TryAdd("RabbitMq:Uri", _settings.RabbitMqUri!.ToString());
+            all.TryAdd("ConnectionStrings:CloudDb", _settings.CloudDb);
         }
         builder.Configuration.AddInMemoryCollection(all);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);
         addService(builder.Services, builder.Configuration);
         return builder.Build();
+    }
+
+    private Dictionary<string, string?> IngestValues()
+    {
+        var values = new Dictionary<string, string?>(_settings.IngestSettings);
+        values.TryAdd("Ingest:AuthoriseDevices", "false");
+        return values;
     }
 
     public async ValueTask DisposeAsync()

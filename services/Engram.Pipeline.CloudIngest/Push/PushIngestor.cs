@@ -21,7 +21,7 @@ public sealed class PushIngestor(ICloudStore store, IOptions<IngestOptions> opti
     {
         if (_validator.CheckBatch(batch) is var (reason, detail))
         {
-            return Refuse(batch, reason, detail);
+            return PushOutcome.Refuse(batch, reason, detail);
         }
 
         await using var transaction = await store.BeginPushAsync(batch.TargetKey, batch.DeviceId, cancellationToken);
@@ -30,7 +30,7 @@ public sealed class PushIngestor(ICloudStore store, IOptions<IngestOptions> opti
         {
             // An earlier batch of this device has not committed yet (or was lost): accepting this one
             // would reorder the device's log. The device sends it again after its predecessor.
-            return Refuse(batch, RejectionReasons.OutOfOrder,
+            return PushOutcome.Refuse(batch, RejectionReasons.OutOfOrder,
                 $"previousLocalSeq {batch.PreviousLocalSeq} is ahead of the last local seq the cloud has, {highWaterMark}",
                 highWaterMark);
         }
@@ -72,16 +72,6 @@ public sealed class PushIngestor(ICloudStore store, IOptions<IngestOptions> opti
         };
         return new PushOutcome.Accepted(reply, plan.Fresh.Count);
     }
-
-    private static PushOutcome.Refused Refuse(PushMutations batch, string reason, string detail, long? expected = null) =>
-        new(new PushRejected
-        {
-            TargetKey = batch.TargetKey ?? "",
-            DeviceId = batch.DeviceId ?? "",
-            Reason = reason,
-            Detail = detail,
-            ExpectedPreviousLocalSeq = expected,
-        });
 
     private sealed record BatchPlan(
         List<Mutation> Fresh, List<(Mutation Mutation, bool Valid)> Duplicates, List<MutationRejection> Rejected, long NewHighWaterMark);

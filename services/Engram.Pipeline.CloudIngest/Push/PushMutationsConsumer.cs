@@ -1,18 +1,26 @@
 using System.Diagnostics;
+using Engram.Pipeline.CloudIngest.Authorisation;
 using Engram.Pipeline.Contracts;
 using MassTransit;
 
 namespace Engram.Pipeline.CloudIngest.Push;
 
-/// <summary>Ingests a pushed batch, replies to the pusher, and tells every device the log grew.</summary>
-public sealed partial class PushMutationsConsumer(PushIngestor ingestor, IngestMetrics metrics, ILogger<PushMutationsConsumer> log)
+/// <summary>
+/// Ingests a pushed batch from the device it names (else refuses it <c>not-authorised</c>, writing nothing),
+/// replies to the pusher, and tells every device the log grew.
+/// </summary>
+public sealed partial class PushMutationsConsumer(
+    PushIngestor ingestor, DeviceAuthoriser authoriser, IngestMetrics metrics, ILogger<PushMutationsConsumer> log)
     : IConsumer<PushMutations>
 {
     public async Task Consume(ConsumeContext<PushMutations> context)
     {
         var batch = context.Message;
         var started = Stopwatch.GetTimestamp();
-        var outcome = await ingestor.IngestAsync(batch, context.CancellationToken);
+        var outcome = await authoriser.RefusalAsync(DeviceAuthoriser.Sender(context), batch.TargetKey, batch.DeviceId,
+                context.CancellationToken) is { } unauthorised
+            ? PushOutcome.Refuse(batch, RejectionReasons.NotAuthorised, unauthorised)
+            : await ingestor.IngestAsync(batch, context.CancellationToken);
         metrics.Record(batch, outcome, Stopwatch.GetElapsedTime(started));
         switch (outcome)
         {

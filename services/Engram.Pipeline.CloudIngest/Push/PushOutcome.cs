@@ -12,4 +12,15 @@ public abstract record PushOutcome
 
     /// <summary>The batch was refused whole and nothing was written.</summary>
     public sealed record Refused(PushRejected Reply) : PushOutcome;
+
+    /// <summary>Refuses <paramref name="batch"/> whole with a reason code.</summary>
+    public static Refused Refuse(PushMutations batch, string reason, string detail, long? expectedPreviousLocalSeq = null) =>
+        new(new PushRejected
+        {
+            TargetKey = batch.TargetKey ?? "",
+            DeviceId = batch.DeviceId ?? "",
+            Reason = reason,
+            Detail = detail,
+            ExpectedPreviousLocalSeq = expectedPreviousLocalSeq,
+        });
 }

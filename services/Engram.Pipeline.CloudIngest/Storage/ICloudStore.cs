@@ -20,6 +20,9 @@ public interface ICloudStore
 
     /// <summary>The target's head (0 for an unknown target).</summary>
     Task<long> HeadAsync(string targetKey, CancellationToken ct);
+
+    /// <summary>Whether the operator granted the device the target (<c>cloud_device_grants</c>).</summary>
+    Task<bool> IsGrantedAsync(string targetKey, string deviceId, CancellationToken ct);
 }
 
 /// <summary>One batch's transaction; disposing without <see cref="CommitAsync"/> rolls back.</summary>

@@ -6,16 +6,17 @@ using MassTransit;
 namespace Engram.Pipeline.Device.Publisher;
 
 /// <summary>
-/// Ships the journal to <c>engram-push</c>: unanswered rows in seq order, in batches, several in
-/// flight. The journal is the only durable state: after a restart, or when a batch goes unanswered
-/// for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is simply sent again and
-/// the cloud answers duplicates with the seqs it gave before.
+/// Ships the journal to <c>engram-push</c> (through <see cref="DeviceRoutes.Push"/>): unanswered rows in
+/// seq order, in batches, several in flight. The journal is the only durable state: after a restart, or
+/// when a batch goes unanswered for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is
+/// simply sent again and the cloud answers duplicates with the seqs it gave before.
 /// </summary>
 public sealed partial class JournalPublisher(
     JournalReader journal,
     Wakeup signal,
     InFlightWindow window,
     DeviceIdentity identity,
+    DeviceRoutes routes,
     PublisherOptions options,
     TimeProvider clock,
     ILogger<JournalPublisher> log)
@@ -30,7 +31,7 @@ public sealed partial class JournalPublisher(
 
     public async Task RunAsync(ISendEndpointProvider sendEndpoints, CancellationToken stoppingToken)
     {
-        var push = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
+        var push = await sendEndpoints.GetSendEndpoint(routes.Push);
         var replyTo = new Uri($"queue:{WireNames.DeviceQueue(identity.DeviceId)}");
         while (!stoppingToken.IsCancellationRequested)
         {

@@ -11,7 +11,7 @@ namespace Engram.Pipeline.Device.Pull;
 /// up with the head.
 /// </summary>
 public sealed partial class Puller(
-    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, Wakeup signal,
+    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, DeviceRoutes routes, Wakeup signal,
     PullerOptions options, TimeProvider clock, ILogger<Puller> log)
 {
     /// <summary>Retries after a failure, from 1 s up to 30 s apart; health reports a run of failures.</summary>
@@ -19,7 +19,7 @@ public sealed partial class Puller(
 
     public async Task RunAsync(IBus bus, CancellationToken stoppingToken)
     {
-        var client = bus.CreateRequestClient<PullMutations>(new Uri($"queue:{WireNames.PullQueue}"),
+        var client = bus.CreateRequestClient<PullMutations>(routes.Pull,
             RequestTimeout.After(s: (int)options.RequestTimeout.TotalSeconds));
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -32,6 +32,12 @@ public sealed partial class Puller(
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 break;
+            }
+            catch (RequestFaultException e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The cloud answered and refused (e.g. not-authorised): asking again at once would be refused again.
+                LogPullRefused(e.Fault?.Exceptions.FirstOrDefault()?.Message ?? e.Message);
+                await signal.WaitAsync(options.PollInterval, stoppingToken);
             }
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
@@ -73,6 +79,9 @@ public sealed partial class Puller(
 
     [LoggerMessage(LogLevel.Debug, "Pulled after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
     private partial void LogPage(long afterSeq, int rows, int applied, int own, long cursor, long head);
+
+    [LoggerMessage(LogLevel.Error, "The cloud refused a pull: {Reason}; asking again at the next poll")]
+    private partial void LogPullRefused(string reason);
 
     [LoggerMessage(LogLevel.Warning, "Pulling failed (attempt {Attempts}); retrying in {Delay}")]
     private partial void LogPullFailed(Exception exception, int attempts, TimeSpan delay);

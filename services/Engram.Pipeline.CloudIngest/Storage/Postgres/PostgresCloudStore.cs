@@ -71,6 +71,15 @@ public sealed class PostgresCloudStore(NpgsqlDataSource dataSource) : ICloudStor
         return await command.ExecuteScalarAsync(ct) as long? ?? 0;
     }
 
+    public async Task<bool> IsGrantedAsync(string targetKey, string deviceId, CancellationToken ct)
+    {
+        await using var command = dataSource.CreateCommand(
+            "SELECT EXISTS (SELECT 1 FROM cloud_device_grants WHERE target_key = @target AND device_id = @device)");
+        command.Parameters.AddWithValue("target", targetKey);
+        command.Parameters.AddWithValue("device", deviceId);
+        return (bool)(await command.ExecuteScalarAsync(ct))!;
+    }
+
     private sealed class PushTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, string target, string device)
         : IPushTransaction
     {

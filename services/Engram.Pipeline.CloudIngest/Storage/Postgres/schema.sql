@@ -36,3 +36,12 @@ CREATE TABLE IF NOT EXISTS cloud_rejections (
     rejected_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (target_key, device_id, local_seq)
 );
+
+-- Which targets a device may push to and pull from when devices are authorised (Ingest:AuthoriseDevices);
+-- written by the operator (engram-pipeline device-user add), only read by the ingest.
+CREATE TABLE IF NOT EXISTS cloud_device_grants (
+    target_key  text        NOT NULL,
+    device_id   text        NOT NULL,
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (target_key, device_id)
+);

@@ -96,6 +96,17 @@ public sealed class SqliteCloudStore : ICloudStore
         return Task.FromResult(select.ExecuteScalar() as long? ?? 0);
     }
 
+    public Task<bool> IsGrantedAsync(string targetKey, string deviceId, CancellationToken ct)
+    {
+        ct.ThrowIfCancellationRequested();
+        using var connection = Open();
+        using var select = connection.CreateCommand();
+        select.CommandText = "SELECT EXISTS (SELECT 1 FROM cloud_device_grants WHERE target_key = $target AND device_id = $device)";
+        select.Parameters.AddWithValue("$target", targetKey);
+        select.Parameters.AddWithValue("$device", deviceId);
+        return Task.FromResult((long)select.ExecuteScalar()! == 1);
+    }
+
     private SqliteConnection Open()
     {
         var connection = new SqliteConnection(_connectionString);

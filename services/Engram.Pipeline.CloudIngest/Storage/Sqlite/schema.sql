@@ -32,3 +32,9 @@ CREATE TABLE IF NOT EXISTS cloud_rejections (
     rejected_at TEXT    NOT NULL,
     PRIMARY KEY (target_key, device_id, local_seq)
 );
+CREATE TABLE IF NOT EXISTS cloud_device_grants (
+    target_key  TEXT    NOT NULL,
+    device_id   TEXT    NOT NULL,
+    granted_at  TEXT    NOT NULL,
+    PRIMARY KEY (target_key, device_id)
+);
