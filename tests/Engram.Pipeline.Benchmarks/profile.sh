@@ -3,19 +3,19 @@
 # during the benchmark's largest "P backlog drain" row, split by process (device, ingest, RabbitMQ,
 # PostgreSQL) and, within each .NET process, by function.
 #
-#   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [MIN_JOURNAL_MB]
+#   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [MIN_JOURNAL_MB] [BENCHMARK ARGS...]
 #
-# Starts the full benchmark with DOTNET_PerfMapEnabled=1 (so perf can name JIT-compiled frames),
-# waits for a device process whose journal file is over MIN_JOURNAL_MB (default 1000: the 1M-row
-# backlog), records SECONDS (default 60) of perf samples, and writes OUT/report.txt. The benchmark's
-# own table goes to OUT/table.txt.
+# Starts the benchmark (full unless BENCHMARK ARGS say --quick) with DOTNET_PerfMapEnabled=1 (so
+# perf can name JIT-compiled frames), waits for a device process whose journal file is over
+# MIN_JOURNAL_MB (default 1000: the 1M-row backlog; 150 finds the quick run's 100k), records SECONDS
+# (default 60) of perf samples, and writes OUT/report.txt. The benchmark's own table goes to OUT/table.txt.
 set -euo pipefail
-out=$(realpath -m "$1"); seconds=${2:-60}; min_mb=${3:-1000}
+out=$(realpath -m "$1"); seconds=${2:-60}; min_mb=${3:-1000}; shift $(( $# < 3 ? $# : 3 ))
 root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$out"
 command -v perf >/dev/null || { apt-get install -y linux-perf >/dev/null; }
 
-DOTNET_PerfMapEnabled=1 dotnet run -c Release --project "$root/tests/Engram.Pipeline.Benchmarks" \
+DOTNET_PerfMapEnabled=1 dotnet run -c Release --project "$root/tests/Engram.Pipeline.Benchmarks" -- "$@" \
     >"$out/table.txt" 2>"$out/progress.txt" &
 bench=$!
 
@@ -23,8 +23,9 @@ device=""
 while [[ -z "$device" ]]; do
     kill -0 "$bench" 2>/dev/null || { echo "The benchmark ended before a large backlog drain started." >&2; exit 1; }
     for pid in $(pgrep -f Engram.Pipeline.Device.dll || true); do
-        db=$(tr '\0' '\n' </proc/"$pid"/environ 2>/dev/null | sed -n 's/^ConnectionStrings__DeviceDb=Data Source=//p')
-        if [[ "$db" == *drain-* && -f "$db" ]] && (( $(stat -c %s "$db") > min_mb * 1048576 )); then device=$pid; fi
+        # A process may end between pgrep and here.
+        db=$( (tr '\0' '\n' </proc/"$pid"/environ) 2>/dev/null | sed -n 's/^ConnectionStrings__DeviceDb=Data Source=//p' || true)
+        if [[ "$db" == *drain-* && -f "$db" ]] && (( $(stat -c %s "$db" 2>/dev/null || echo 0) > min_mb * 1048576 )); then device=$pid; fi
     done
     sleep 1
 done

@@ -117,13 +117,17 @@ public sealed class PageApplier(DeviceDatabase database, DeviceIdentity identity
                 ON CONFLICT DO NOTHING
                 """);
             // Rule 7: this device's own edit of the entity that the cloud placed after this row, or has not placed yet, wins.
+            // Only the latest own edit needs asking: the cloud places a device's edits in local seq order (I3),
+            // so if any own edit is unplaced or placed later, the latest is. One index step, however long the history.
             _ownLater = Command(connection, transaction, """
                 SELECT EXISTS (
-                    SELECT 1 FROM sync_mutations m
-                    LEFT JOIN sync_seq_mapping s ON s.target_key = m.target_key AND s.local_seq = m.seq
-                    WHERE m.target_key = $target AND m.entity = $entity AND m.entity_key = $key
-                      AND m.source = 'local' AND m.rejected_at IS NULL
-                      AND (s.cloud_seq IS NULL OR s.cloud_seq > $cloud))
+                    SELECT 1 FROM (
+                        SELECT m.seq FROM sync_mutations m INDEXED BY sync_mutations_entity_local
+                        WHERE m.target_key = $target AND m.entity = $entity AND m.entity_key = $key
+                          AND m.source = 'local' AND m.rejected_at IS NULL
+                        ORDER BY m.seq DESC LIMIT 1) AS latest
+                    LEFT JOIN sync_seq_mapping s ON s.target_key = $target AND s.local_seq = latest.seq
+                    WHERE s.cloud_seq IS NULL OR s.cloud_seq > $cloud)
                 """);
         }
 

@@ -27,9 +27,14 @@ CREATE TABLE IF NOT EXISTS sync_mutations (
 -- A pulled mutation is applied once: its cloud seq can be journaled only once.
 CREATE UNIQUE INDEX IF NOT EXISTS sync_mutations_remote
     ON sync_mutations (target_key, cloud_seq) WHERE source = 'remote';
--- Rule 7 asks, per entity, whether this device has an edit the cloud has not placed before a pulled one.
+-- An entity's whole history (refolding it after a rejection reads every row of it).
 CREATE INDEX IF NOT EXISTS sync_mutations_entity
     ON sync_mutations (target_key, entity, entity_key);
+-- Rule 7 asks, for every pulled row, whether this device has its own edit of the entity the cloud has
+-- not placed before it: only local rows, so that an entity every device edits does not make each pulled
+-- row walk all its remote history (that grew with the log: a new device's catch-up slowed to 500 rows/s).
+CREATE INDEX IF NOT EXISTS sync_mutations_entity_local
+    ON sync_mutations (target_key, entity, entity_key) WHERE source = 'local';
 -- What the publisher reads: local rows the cloud has not answered yet, in seq order. Queries name it
 -- (INDEXED BY): SQLite's planner, without statistics, otherwise takes sync_mutations_local, which
 -- walks every answered row too.
