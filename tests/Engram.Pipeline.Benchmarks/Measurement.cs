@@ -15,7 +15,9 @@ public sealed class ResourceMeter
 {
     private const double TicksPerSecond = 100.0;
     private readonly TimeSpan _ownCpu;
-    private readonly double _serverTicks;
+    // Per server process: its CPU ticks when first seen (0 for one started during the row) and when last
+    // seen, so that a process ending during the row (a PostgreSQL backend) takes none of the others' time away.
+    private readonly Dictionary<int, (double First, double Last)> _serverTicks = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _sampler;
     private double _harnessMb, _brokerMb, _databaseMb;
@@ -24,7 +26,10 @@ public sealed class ResourceMeter
     {
         using var self = Process.GetCurrentProcess();
         _ownCpu = self.TotalProcessorTime;
-        _serverTicks = ServerProcesses().Sum(p => p.Ticks);
+        foreach (var (pid, _, ticks, _) in ServerProcesses())
+        {
+            _serverTicks[pid] = (ticks, ticks);
+        }
         _sampler = SampleAsync();
     }
 
@@ -37,7 +42,8 @@ public sealed class ResourceMeter
         await _sampler;
         _stop.Dispose();
         using var self = Process.GetCurrentProcess();
-        var cpu = (self.TotalProcessorTime - _ownCpu).TotalSeconds + (ServerProcesses().Sum(p => p.Ticks) - _serverTicks) / TicksPerSecond;
+        Sample();
+        var cpu = (self.TotalProcessorTime - _ownCpu).TotalSeconds + _serverTicks.Values.Sum(t => t.Last - t.First) / TicksPerSecond;
         return (cpu, (_harnessMb, _brokerMb, _databaseMb));
     }
 
@@ -45,21 +51,7 @@ public sealed class ResourceMeter
     {
         while (!_stop.IsCancellationRequested)
         {
-            using (var self = Process.GetCurrentProcess())
-            {
-                _harnessMb = Math.Max(_harnessMb, self.WorkingSet64 / 1048576.0);
-            }
-            foreach (var (name, _, rssKb) in ServerProcesses())
-            {
-                if (name == "beam.smp")
-                {
-                    _brokerMb = Math.Max(_brokerMb, rssKb / 1024.0);
-                }
-                else
-                {
-                    _databaseMb = Math.Max(_databaseMb, rssKb / 1024.0);
-                }
-            }
+            Sample();
             try
             {
                 await Task.Delay(100, _stop.Token);
@@ -71,11 +63,31 @@ public sealed class ResourceMeter
         }
     }
 
-    private static IEnumerable<(string Name, double Ticks, long RssKb)> ServerProcesses()
+    private void Sample()
+    {
+        using (var self = Process.GetCurrentProcess())
+        {
+            _harnessMb = Math.Max(_harnessMb, self.WorkingSet64 / 1048576.0);
+        }
+        foreach (var (pid, name, ticks, rssKb) in ServerProcesses())
+        {
+            _serverTicks[pid] = (_serverTicks.TryGetValue(pid, out var seen) ? seen.First : 0, ticks);
+            if (name == "beam.smp")
+            {
+                _brokerMb = Math.Max(_brokerMb, rssKb / 1024.0);
+            }
+            else
+            {
+                _databaseMb = Math.Max(_databaseMb, rssKb / 1024.0);
+            }
+        }
+    }
+
+    private static IEnumerable<(int Pid, string Name, double Ticks, long RssKb)> ServerProcesses()
     {
         foreach (var directory in Directory.EnumerateDirectories("/proc").Where(d => char.IsDigit(Path.GetFileName(d)[0])))
         {
-            (string, double, long)? entry = null;
+            (int, string, double, long)? entry = null;
             try
             {
                 var name = File.ReadAllText(Path.Combine(directory, "comm")).Trim();
@@ -86,7 +98,7 @@ public sealed class ResourceMeter
                     var ticks = double.Parse(fields[11], CultureInfo.InvariantCulture) + double.Parse(fields[12], CultureInfo.InvariantCulture);
                     var peak = File.ReadLines(Path.Combine(directory, "status")).FirstOrDefault(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
                     var kb = peak is null ? 0 : long.Parse(peak.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
-                    entry = (name, ticks, kb);
+                    entry = (int.Parse(Path.GetFileName(directory), CultureInfo.InvariantCulture), name, ticks, kb);
                 }
             }
             catch (IOException)

@@ -5,8 +5,8 @@
 #
 #   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [MIN_JOURNAL_MB] [BENCHMARK ARGS...]
 #
-# Starts the benchmark (full unless BENCHMARK ARGS say --quick) with DOTNET_PerfMapEnabled=1 (so
-# perf can name JIT-compiled frames), waits for a device process whose journal file is over
+# Starts the benchmark (full unless BENCHMARK ARGS say --quick) with DOTNET_PerfMapEnabled=1 and
+# W^X off (so perf can name JIT-compiled frames), waits for a device process whose journal file is over
 # MIN_JOURNAL_MB (default 1000: the 1M-row backlog; 150 finds the quick run's 100k), records SECONDS
 # (default 60) of perf samples, and writes OUT/report.txt. The benchmark's own table goes to OUT/table.txt.
 set -euo pipefail
@@ -15,7 +15,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$out"
 command -v perf >/dev/null || { apt-get install -y linux-perf >/dev/null; }
 
-DOTNET_PerfMapEnabled=1 dotnet run -c Release --project "$root/tests/Engram.Pipeline.Benchmarks" -- "$@" \
+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet run -c Release --project "$root/tests/Engram.Pipeline.Benchmarks" -- "$@" \
     >"$out/table.txt" 2>"$out/progress.txt" &
 bench=$!
 
@@ -49,6 +49,22 @@ counts = collections.Counter(roles.get(line.strip(), "other") for line in sys.st
 total = sum(counts.values())
 for role, n in counts.most_common():
     print(f"{100 * n / total:6.1f}%  {role}")
+' "$out/roles.txt"
+    echo; echo "# by library (leaf frame), as a share of each process"
+    perf script -i "$out/perf.data" -F pid,ip,dso --max-stack 1 2>/dev/null | python3 -c '
+import collections, re, sys
+roles = dict(line.split() for line in open(sys.argv[1]))
+counts, pid = collections.defaultdict(collections.Counter), None
+for line in sys.stdin:
+    if not line.startswith("\t"):
+        pid = line.split()[0] if line.strip() else pid
+        continue
+    library = re.search(r"\(([^)]*)\)", line)
+    if library and roles.get(pid) in ("device", "ingest"):
+        counts[roles[pid]][library.group(1).split("/")[-1]] += 1
+for role, libraries in counts.items():
+    total = sum(libraries.values())
+    print(role + ": " + ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in libraries.most_common(7)))
 ' "$out/roles.txt"
     for pid in "$device" "$ingest"; do
         echo; echo "# pid $pid: functions by self CPU, as a share of that process"
