@@ -14,16 +14,16 @@ namespace Engram.Pipeline.Device;
 /// </summary>
 public sealed class DeviceRuntime
 {
-    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, PublisherOptions publisher, PullerOptions puller,
-        TimeProvider clock, ILoggerFactory logs)
+    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, DeviceAddresses addresses, PublisherOptions publisher,
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
     {
         Database = database;
         Identity = identity;
         Journal = new DeviceJournal(database, identity, PublisherWakeup, clock);
         Cursor = new CursorService(database, identity, clock);
-        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, publisher, clock,
-            logs.CreateLogger<JournalPublisher>());
-        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, PullerWakeup, puller, clock,
+        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, addresses, publisher,
+            clock, logs.CreateLogger<JournalPublisher>());
+        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, addresses, PullerWakeup, puller, clock,
             logs.CreateLogger<Puller>());
         _logs = logs;
     }

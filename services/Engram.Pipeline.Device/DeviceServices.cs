@@ -25,12 +25,17 @@ public static class DeviceServices
             sp.GetRequiredService<IOptions<DeviceOptions>>().Value,
             sp.GetRequiredService<IOptions<PublisherOptions>>().Value,
             sp.GetRequiredService<IOptions<PullerOptions>>().Value,
-            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+            sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(),
+            sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueType));
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus => bus.UsePipelineRabbitMq((context, cfg) =>
         {
             var runtime = context.GetRequiredService<DeviceRuntime>();
-            cfg.ReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
+            cfg.ReceiveEndpoint(runtime.QueueName, endpoint =>
+            {
+                endpoint.UsePipelineQueueType(context);
+                runtime.ConfigureEndpoint(endpoint);
+            });
         }));
         services.AddHostedService<DeviceWorker>();
         services.AddMetrics();
@@ -50,12 +55,15 @@ public static class DeviceServices
         return services;
     }
 
-    /// <summary>Opens (or creates) a device database and builds the device around it.</summary>
+    /// <summary>
+    /// Opens (or creates) a device database and builds the device around it, sending to queues of
+    /// <paramref name="queueType"/> (the embedded bus has only classic ones).
+    /// </summary>
     public static DeviceRuntime CreateRuntime(string deviceDb, DeviceOptions device, PublisherOptions publisher,
-        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs, QueueType queueType = QueueType.Classic)
     {
         var database = new DeviceDatabase(deviceDb);
         var identity = new DeviceIdentity(database.Initialise(device.Id, clock), device.Target);
-        return new DeviceRuntime(database, identity, publisher, puller, clock, logs);
+        return new DeviceRuntime(database, identity, DeviceAddresses.For(identity.DeviceId, queueType), publisher, puller, clock, logs);
     }
 }

@@ -2,7 +2,20 @@ using System.ComponentModel.DataAnnotations;
 
 namespace Engram.Pipeline.Hosting;
 
-/// <summary>Where the broker is: <c>RabbitMq__Uri=amqp://user:pass@host:port/vhost</c>.</summary>
+/// <summary>How the pipeline's durable queues are declared on the broker.</summary>
+public enum QueueType
+{
+    /// <summary>RabbitMQ's classic queue: it lives on one node and is lost with it.</summary>
+    Classic,
+
+    /// <summary>A quorum queue: replicated over the cluster's nodes, available while most of them are.</summary>
+    Quorum,
+}
+
+/// <summary>
+/// Where the broker is: <c>RabbitMq__Uri=amqp://user:pass@host:port/vhost</c>, the other nodes of its
+/// cluster, and which kind of queue the pipeline declares.
+/// </summary>
 public sealed class RabbitMqOptions : IValidatableObject
 {
     public const string Section = "RabbitMq";
@@ -10,16 +23,41 @@ public sealed class RabbitMqOptions : IValidatableObject
     [Required(ErrorMessage = "RabbitMq:Uri is not set (environment variable RabbitMq__Uri, e.g. amqp://user:pass@host:5672/vhost).")]
     public Uri? Uri { get; set; }
 
+    /// <summary>
+    /// The other nodes of the broker's cluster, <c>host</c> or <c>host:port</c>, comma-separated. The bus
+    /// connects to the URI's node first and, whenever its connection fails, to the next node in turn.
+    /// </summary>
+    public string? ClusterNodes { get; set; }
+
+    /// <summary>
+    /// The type of <c>engram-push</c>, <c>engram-pull</c>, <c>engram-device-{id}</c> and their <c>_error</c> queues.
+    /// A queue that exists keeps its type: changing it means deleting the queue (see the README).
+    /// </summary>
+    public QueueType QueueType { get; set; } = QueueType.Classic;
+
+    /// <summary>Every node to connect to, the URI's first, as MassTransit's cluster nodes (<c>host[:port]</c>).</summary>
+    public IReadOnlyList<string> Nodes()
+    {
+        var first = Uri!.IsDefaultPort ? Uri.Host : $"{Uri.Host}:{Uri.Port}";
+        return [first, .. OtherNodes()];
+    }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (Uri is null)
-        {
-            yield break;
-        }
-        if (!Uri.IsAbsoluteUri || Uri.Scheme is not ("amqp" or "amqps"))
+        if (Uri is not null && (!Uri.IsAbsoluteUri || Uri.Scheme is not ("amqp" or "amqps")))
         {
             yield return new ValidationResult(
                 $"RabbitMq:Uri must be an absolute amqp:// or amqps:// URI, not '{Redacted(Uri)}'.", [nameof(Uri)]);
+        }
+        foreach (var node in OtherNodes().Where(node => !IsHostAndPort(node)))
+        {
+            yield return new ValidationResult(
+                $"RabbitMq:ClusterNodes takes host or host:port, comma-separated; '{node}' is neither.", [nameof(ClusterNodes)]);
+        }
+        if (!Enum.IsDefined(QueueType))
+        {
+            yield return new ValidationResult(
+                $"RabbitMq:QueueType must be {string.Join(" or ", Enum.GetNames<QueueType>())}, not '{QueueType}'.", [nameof(QueueType)]);
         }
     }
 
@@ -32,5 +70,15 @@ public sealed class RabbitMqOptions : IValidatableObject
         }
         var user = uri.UserInfo.Split(':')[0];
         return new UriBuilder(uri) { UserName = user, Password = "***" }.Uri.ToString();
+    }
+
+    private IEnumerable<string> OtherNodes() =>
+        (ClusterNodes ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+
+    private static bool IsHostAndPort(string node)
+    {
+        var parts = node.Split(':');
+        return Uri.CheckHostName(parts[0]) != UriHostNameType.Unknown
+            && (parts.Length == 1 || (parts.Length == 2 && ushort.TryParse(parts[1], out var port) && port > 0));
     }
 }

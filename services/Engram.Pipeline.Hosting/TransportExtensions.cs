@@ -17,18 +17,51 @@ public static class TransportExtensions
     }
 
     /// <summary>
-    /// Points the bus at the configured broker. The bus start is awaited with a deadline so that an
-    /// unreachable broker stops the service with an error instead of leaving it half started.
+    /// Points the bus at the configured broker (and the other nodes of its cluster, to fail over to), and
+    /// declares the queues of endpoints set up by <c>ConfigureEndpoints</c> with the configured queue type.
+    /// The bus start is awaited with a deadline so that an unreachable broker stops the service with an
+    /// error instead of leaving it half started.
     /// </summary>
     public static void UsePipelineRabbitMq(this IBusRegistrationConfigurator bus,
         Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator> configure)
     {
+        bus.AddConfigureEndpointsCallback((context, _, endpoint) =>
+        {
+            if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+            {
+                rabbit.UsePipelineQueueType(context);
+            }
+        });
         bus.UsingRabbitMq((context, cfg) =>
         {
             var options = context.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
-            cfg.Host(options.Uri!);
+            cfg.Host(options.Uri!, host =>
+            {
+                if (options.Nodes() is { Count: > 1 } nodes)
+                {
+                    host.UseCluster(cluster =>
+                    {
+                        foreach (var node in nodes)
+                        {
+                            cluster.Node(node);
+                        }
+                    });
+                }
+            });
             configure(context, cfg);
         });
+    }
+
+    /// <summary>
+    /// Declares a pipeline queue with <see cref="RabbitMqOptions.QueueType"/>; its <c>_error</c> queue takes
+    /// the same type. For endpoints set up by hand; <see cref="UsePipelineRabbitMq"/> does it for the others.
+    /// </summary>
+    public static void UsePipelineQueueType(this IRabbitMqReceiveEndpointConfigurator endpoint, IServiceProvider services)
+    {
+        if (services.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueType == QueueType.Quorum)
+        {
+            endpoint.SetQuorumQueue();
+        }
     }
 
     /// <summary>Makes the host wait for the broker connection when it starts.</summary>

@@ -15,6 +15,7 @@ public sealed partial class JournalPublisher(
     Wakeup signal,
     InFlightWindow window,
     DeviceIdentity identity,
+    DeviceAddresses addresses,
     PublisherOptions options,
     TimeProvider clock,
     ILogger<JournalPublisher> log)
@@ -26,8 +27,8 @@ public sealed partial class JournalPublisher(
 
     public async Task RunAsync(ISendEndpointProvider sendEndpoints, CancellationToken stoppingToken)
     {
-        var push = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
-        var replyTo = new Uri($"queue:{WireNames.DeviceQueue(identity.DeviceId)}");
+        var push = await sendEndpoints.GetSendEndpoint(addresses.Push);
+        var replyTo = addresses.Replies;
         while (!stoppingToken.IsCancellationRequested)
         {
             try

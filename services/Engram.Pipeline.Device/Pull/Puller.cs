@@ -10,12 +10,12 @@ namespace Engram.Pipeline.Device.Pull;
 /// up with the head.
 /// </summary>
 public sealed partial class Puller(
-    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, Wakeup signal,
+    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, DeviceAddresses addresses, Wakeup signal,
     PullerOptions options, TimeProvider clock, ILogger<Puller> log)
 {
     public async Task RunAsync(IBus bus, CancellationToken stoppingToken)
     {
-        var client = bus.CreateRequestClient<PullMutations>(new Uri($"queue:{WireNames.PullQueue}"),
+        var client = bus.CreateRequestClient<PullMutations>(addresses.Pull,
             RequestTimeout.After(s: (int)options.RequestTimeout.TotalSeconds));
         while (!stoppingToken.IsCancellationRequested)
         {
