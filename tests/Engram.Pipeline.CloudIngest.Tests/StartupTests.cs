@@ -1,5 +1,10 @@
+using Engram.Pipeline.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Events;
+using RabbitMQ.Client.Exceptions;
 
 namespace Engram.Pipeline.CloudIngest.Tests;
 
@@ -16,5 +21,78 @@ public sealed class When_the_cloud_database_is_not_configured
         var error = Assert.Throws<InvalidOperationException>(() => new ServiceCollection().AddCloudIngest(configuration));
 
         Assert.Contains("ConnectionStrings__CloudDb", error.Message);
+    }
+}
+
+public sealed class When_the_broker_settings_name_a_cluster_and_a_queue_type
+{
+    [Fact]
+    public void The_uri_node_comes_first_then_the_others_and_the_type_is_read_in_any_case()
+    {
+        var options = Bind(new()
+        {
+            ["RabbitMq:Uri"] = "amqp://user:pass@rabbit1:5673/engram",
+            ["RabbitMq:ClusterNodes"] = " rabbit2:5673, rabbit3 ,",
+            ["RabbitMq:QueueType"] = "quorum",
+        });
+
+        Assert.Equal(["rabbit1:5673", "rabbit2:5673", "rabbit3"], options.Nodes());
+        Assert.Equal(QueueType.Quorum, options.QueueType);
+    }
+
+    [Fact]
+    public void Without_them_it_is_one_node_and_classic_queues()
+    {
+        var options = Bind(new() { ["RabbitMq:Uri"] = "amqp://user:pass@rabbit1/" });
+
+        Assert.Equal(["rabbit1"], options.Nodes());
+        Assert.Equal(QueueType.Classic, options.QueueType);
+    }
+
+    [Fact]
+    public void A_malformed_node_is_named_at_start_up()
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => Bind(new()
+        {
+            ["RabbitMq:Uri"] = "amqp://user:pass@rabbit1/",
+            ["RabbitMq:ClusterNodes"] = "rabbit2:5672,rabbit3:amqp",
+        }));
+
+        Assert.Contains("'rabbit3:amqp'", error.Message, StringComparison.Ordinal);
+    }
+
+    private static RabbitMqOptions Bind(Dictionary<string, string?> settings)
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(new ConfigurationBuilder().AddInMemoryCollection(settings).Build());
+        services.AddRabbitMqOptions();
+        using var provider = services.BuildServiceProvider();
+        return provider.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
+    }
+}
+
+public sealed class When_a_queue_exists_with_the_other_type
+{
+    [Fact]
+    public void The_start_up_error_gives_the_brokers_reason_and_what_to_do()
+    {
+        // What MassTransit's bus start throws when RabbitMQ refuses to redeclare a classic queue as quorum.
+        var refused = new OperationInterruptedException(new ShutdownEventArgs(ShutdownInitiator.Peer, 406,
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'engram-push' in vhost '/': " +
+            "received the value 'quorum' of type 'longstr' but current is none"));
+
+        var description = ServiceRunner.Describe(new InvalidOperationException("ReceiveTransport faulted: engram@rabbit1:5672/", refused));
+
+        Assert.Contains("inequivalent arg 'x-queue-type' for queue 'engram-push'", description, StringComparison.Ordinal);
+        Assert.Contains("Changing the queue type", description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Other_refusals_get_no_such_advice()
+    {
+        var refused = new OperationInterruptedException(new ShutdownEventArgs(ShutdownInitiator.Peer, 406,
+            "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'engram-push' in vhost '/'"));
+
+        Assert.DoesNotContain("queue type", ServiceRunner.Describe(refused), StringComparison.Ordinal);
     }
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Engram.Pipeline.CloudIngest;
 using Engram.Pipeline.CloudIngest.Storage;
 using Engram.Pipeline.CloudIngest.Storage.Postgres;
@@ -28,6 +29,15 @@ public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string W
     /// <summary>Extra configuration for every device (e.g. Publisher:ResendAfter).</summary>
     public IReadOnlyDictionary<string, string?> DeviceSettings { get; init; } = new Dictionary<string, string?>();
 
+    /// <summary>Extra configuration for every host, cloud ingest and device alike (e.g. RabbitMq:QueueType).</summary>
+    public IReadOnlyDictionary<string, string?> HostSettings { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>
+    /// The nodes (<c>host:port</c>) of a clustered broker, whose user, password and virtual host
+    /// <see cref="RabbitMqUri"/> names. The hosts are spread over them in turn, each failing over to the others.
+    /// </summary>
+    public IReadOnlyList<string> RabbitMqNodes { get; init; } = [];
+
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 }
 
@@ -52,6 +62,7 @@ public sealed class PipelineCluster : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
 
     private readonly NpgsqlDataSource? _cloudDataSource;
+    private int _hostsBuilt;
 
     public PipelineCluster(ClusterSettings settings)
     {
@@ -200,11 +211,24 @@ public sealed class PipelineCluster : IAsyncDisposable
     private IHost Build(Dictionary<string, string?> values, Action<IServiceCollection, IConfiguration> addService)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        var all = new Dictionary<string, string?>(values);
+        var all = new Dictionary<string, string?>(_settings.HostSettings);
+        foreach (var (key, value) in values)
+        {
+            all[key] = value;
+        }
         if (!_settings.Embedded)
         {
             all["RabbitMq:Uri"] = _settings.RabbitMqUri!.ToString();
             all["ConnectionStrings:CloudDb"] = _settings.CloudDb;
+            if (_settings.RabbitMqNodes is { Count: > 0 } nodes)
+            {
+                // This host's node first, then the others in order, as a load balancer would spread them.
+                var first = _hostsBuilt++ % nodes.Count;
+                var node = nodes[first].Split(':');
+                all["RabbitMq:Uri"] = new UriBuilder(_settings.RabbitMqUri) { Host = node[0], Port = int.Parse(node[1], CultureInfo.InvariantCulture) }
+                    .Uri.ToString();
+                all["RabbitMq:ClusterNodes"] = string.Join(',', nodes.Skip(first + 1).Concat(nodes.Take(first)));
+            }
         }
         builder.Configuration.AddInMemoryCollection(all);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);
