@@ -72,12 +72,16 @@ public sealed partial class JournalPublisher(
                 PreviousLocalSeq = batch.PreviousLocalSeq,
                 Mutations = batch.Mutations,
             };
+            // A send whose connection dies can wait for the broker's confirm for ever: give up on it as on an
+            // unanswered batch, and the catch in RunAsync sends everything unanswered again.
+            using var unconfirmed = new CancellationTokenSource(_options.ResendAfter, clock);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unconfirmed.Token);
             await push.Send(message, context =>
             {
                 // The reply names the batch by RequestId, so the window knows which batch was answered.
                 context.RequestId = id;
                 context.ResponseAddress = replyTo;
-            }, ct);
+            }, deadline.Token);
             await journal.MarkSentAsync(batch, clock.GetUtcNow(), ct);
             Sent?.Invoke(batch.Mutations.Count);
             LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
