@@ -26,7 +26,7 @@ public static class DeviceServices
             sp.GetRequiredService<IOptions<PublisherOptions>>().Value,
             sp.GetRequiredService<IOptions<PullerOptions>>().Value,
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(),
-            sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueType));
+            sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueTypeInUse()));
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus => bus.UsePipelineRabbitMq((context, cfg) =>
         {

@@ -30,10 +30,31 @@ public sealed class RabbitMqOptions : IValidatableObject
     public string? ClusterNodes { get; set; }
 
     /// <summary>
-    /// The type of <c>engram-push</c>, <c>engram-pull</c>, <c>engram-device-{id}</c> and their <c>_error</c> queues.
+    /// The type of <c>engram-push</c>, <c>engram-pull</c>, <c>engram-device-{id}</c> and their <c>_error</c> queues;
+    /// unset, quorum when <see cref="ClusterNodes"/> names other nodes and classic otherwise (<see cref="QueueTypeInUse"/>).
     /// A queue that exists keeps its type: changing it means deleting the queue (see the README).
     /// </summary>
-    public QueueType QueueType { get; set; } = QueueType.Classic;
+    public QueueType? QueueType { get; set; }
+
+    /// <summary>
+    /// The AMQP heartbeat: a connection that has heard nothing from its node for about twice this long is
+    /// closed and made again. The socket does not always tell the client that its node has died.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "00:10:00", ErrorMessage = "RabbitMq:Heartbeat must be between 00:00:01 and 00:10:00.")]
+    public TimeSpan Heartbeat { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long the bus waits before it connects again after losing its connection (not before the first).
+    /// A node that dies takes the leaders of its quorum queues with it, and RabbitMQ 3.10 refuses for good
+    /// every publish of a channel whose first publish to such a queue comes before a new leader is in place;
+    /// connecting again only after the election keeps the new channels clear of that.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00", ErrorMessage = "RabbitMq:ReconnectDelay must be between 00:00:00 and 00:01:00.")]
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The configured <see cref="QueueType"/>, or its default.</summary>
+    public QueueType QueueTypeInUse() =>
+        QueueType ?? (OtherNodes().Any() ? Hosting.QueueType.Quorum : Hosting.QueueType.Classic);
 
     /// <summary>Every node to connect to, the URI's first, as MassTransit's cluster nodes (<c>host[:port]</c>).</summary>
     public IReadOnlyList<string> Nodes()
@@ -54,10 +75,10 @@ public sealed class RabbitMqOptions : IValidatableObject
             yield return new ValidationResult(
                 $"RabbitMq:ClusterNodes takes host or host:port, comma-separated; '{node}' is neither.", [nameof(ClusterNodes)]);
         }
-        if (!Enum.IsDefined(QueueType))
+        if (QueueType is { } type && !Enum.IsDefined(type))
         {
             yield return new ValidationResult(
-                $"RabbitMq:QueueType must be {string.Join(" or ", Enum.GetNames<QueueType>())}, not '{QueueType}'.", [nameof(QueueType)]);
+                $"RabbitMq:QueueType must be {string.Join(" or ", Enum.GetNames<QueueType>())}, not '{type}'.", [nameof(QueueType)]);
         }
     }
 

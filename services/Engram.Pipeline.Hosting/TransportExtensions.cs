@@ -35,8 +35,17 @@ public static class TransportExtensions
         bus.UsingRabbitMq((context, cfg) =>
         {
             var options = context.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
+            var connects = 0;
             cfg.Host(options.Uri!, host =>
             {
+                host.Heartbeat(options.Heartbeat);
+                host.OnRefreshConnectionFactory = async _ =>
+                {
+                    if (Interlocked.Increment(ref connects) > 1)
+                    {
+                        await Task.Delay(options.ReconnectDelay);
+                    }
+                };
                 if (options.Nodes() is { Count: > 1 } nodes)
                 {
                     host.UseCluster(cluster =>
@@ -53,12 +62,12 @@ public static class TransportExtensions
     }
 
     /// <summary>
-    /// Declares a pipeline queue with <see cref="RabbitMqOptions.QueueType"/>; its <c>_error</c> queue takes
+    /// Declares a pipeline queue with <see cref="RabbitMqOptions.QueueTypeInUse"/>; its <c>_error</c> queue takes
     /// the same type. For endpoints set up by hand; <see cref="UsePipelineRabbitMq"/> does it for the others.
     /// </summary>
     public static void UsePipelineQueueType(this IRabbitMqReceiveEndpointConfigurator endpoint, IServiceProvider services)
     {
-        if (services.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueType == QueueType.Quorum)
+        if (services.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueTypeInUse() == QueueType.Quorum)
         {
             endpoint.SetQuorumQueue();
         }

@@ -37,16 +37,25 @@ public sealed class When_the_broker_settings_name_a_cluster_and_a_queue_type
         });
 
         Assert.Equal(["rabbit1:5673", "rabbit2:5673", "rabbit3"], options.Nodes());
-        Assert.Equal(QueueType.Quorum, options.QueueType);
+        Assert.Equal(QueueType.Quorum, options.QueueTypeInUse());
     }
 
-    [Fact]
-    public void Without_them_it_is_one_node_and_classic_queues()
+    [Theory]
+    [InlineData(null, null, QueueType.Classic)]
+    [InlineData("", "", QueueType.Classic)] // as docker-compose passes them when .env leaves them empty
+    [InlineData("rabbit2", null, QueueType.Quorum)]
+    [InlineData("rabbit2", "Classic", QueueType.Classic)]
+    [InlineData(null, "QUORUM", QueueType.Quorum)]
+    public void Queues_are_quorum_on_a_cluster_unless_the_type_is_set(string? clusterNodes, string? queueType, QueueType inUse)
     {
-        var options = Bind(new() { ["RabbitMq:Uri"] = "amqp://user:pass@rabbit1/" });
+        var options = Bind(new()
+        {
+            ["RabbitMq:Uri"] = "amqp://user:pass@rabbit1/",
+            ["RabbitMq:ClusterNodes"] = clusterNodes,
+            ["RabbitMq:QueueType"] = queueType,
+        });
 
-        Assert.Equal(["rabbit1"], options.Nodes());
-        Assert.Equal(QueueType.Classic, options.QueueType);
+        Assert.Equal(inUse, options.QueueTypeInUse());
     }
 
     [Fact]
@@ -59,6 +68,20 @@ public sealed class When_the_broker_settings_name_a_cluster_and_a_queue_type
         }));
 
         Assert.Contains("'rabbit3:amqp'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("RabbitMq:Heartbeat", "00:00:00")]
+    [InlineData("RabbitMq:ReconnectDelay", "00:05:00")]
+    public void A_duration_out_of_range_is_named_at_start_up(string setting, string value)
+    {
+        var error = Assert.Throws<OptionsValidationException>(() => Bind(new()
+        {
+            ["RabbitMq:Uri"] = "amqp://user:pass@rabbit1/",
+            [setting] = value,
+        }));
+
+        Assert.Contains(setting, error.Message, StringComparison.Ordinal);
     }
 
     private static RabbitMqOptions Bind(Dictionary<string, string?> settings)
