@@ -9,9 +9,10 @@ using Xunit.Abstractions;
 namespace Engram.Pipeline.Integration.Tests;
 
 /// <summary>
-/// A private 3-node RabbitMQ cluster (infra/local/cluster-up.sh) with quorum queues, the cloud database on
-/// the shared PostgreSQL, and every host connected to a node of its own. The node leading
-/// <c>engram-push</c> is killed while devices push; what they record afterwards must still go through.
+/// A private 3-node RabbitMQ cluster (infra/local/cluster-up.sh), the cloud database on the shared PostgreSQL,
+/// and every host connected to a node of its own with the others to fail over to, which makes the pipeline's
+/// queues quorum queues. The node leading <c>engram-push</c> is killed while devices push; nothing may be
+/// lost, and what they record afterwards must still go through.
 /// </summary>
 [Collection(ServersFixture.Collection)]
 public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, ITestOutputHelper output)
@@ -35,9 +36,13 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
             {
                 IngestProcesses = 2,
                 RabbitMqNodes = broker.Nodes.Select(node => node.Amqp).ToList(),
-                HostSettings = new Dictionary<string, string?> { ["RabbitMq:QueueType"] = "quorum" },
-                // A pull whose reply queue (MassTransit's temporary one) died with its node is asked again after this.
-                DeviceSettings = new Dictionary<string, string?> { ["Puller:RequestTimeout"] = "00:00:05" },
+                // A send caught by the kill is given up, and a pull whose reply queue (MassTransit's temporary one)
+                // died with its node asked again, after these rather than after 15 s and 30 s.
+                DeviceSettings = new Dictionary<string, string?>
+                {
+                    ["Publisher:ResendAfter"] = "00:00:05",
+                    ["Puller:RequestTimeout"] = "00:00:05",
+                },
             });
             await RunAsync(broker, pipeline);
         }
@@ -63,9 +68,10 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
         }
         var victim = await LeaderAsync(broker, broker.Nodes[0], WireNames.PushQueue, notOn: null);
 
-        // Load: the devices record while they push, and the node goes when a quarter of it is in the cloud.
+        // Load: the devices record while they push, and the node goes once the cloud has taken a quarter of it, by
+        // when every service has published to every queue (see the README on RabbitMQ 3.10's quorum queue clients).
         var workloads = pipeline.Devices.Select((d, i) => new Workload(d.DeviceId, seed: i)).ToList();
-        var load = Task.WhenAll(pipeline.Devices.Select((d, i) => RecordAsync(d, workloads[i], BeforeKill)));
+        var load = Task.WhenAll(pipeline.Devices.Select((d, i) => Task.Run(() => RecordAsync(d, workloads[i], BeforeKill))));
         await WaitUntilAsync(async () => await AcceptedAsync(pipeline) >= Devices * BeforeKill / 4, "a quarter of the load accepted");
         var acceptedAtKill = await AcceptedAsync(pipeline);
         var (pendingAtKill, _) = await pipeline.LagAsync(includeCursors: false, CancellationToken.None);
@@ -79,17 +85,18 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
         {
             firstAfterKill.Add((await RecordAsync(pipeline.Devices[d], workloads[d], AfterKill))[0]);
         }
-        await WaitUntilAsync(async () =>
+        async Task<long[]> AcceptedSinceKillAsync()
         {
+            var accepted = new long[Devices];
             for (var d = 0; d < Devices; d++)
             {
-                if (await AckedSinceAsync(pipeline.Devices[d], firstAfterKill[d]) == 0)
-                {
-                    return false;
-                }
+                accepted[d] = await AckedSinceAsync(pipeline.Devices[d], firstAfterKill[d]);
             }
-            return true;
-        }, "every device has a mutation recorded after the kill accepted");
+            return accepted;
+        }
+        await WaitUntilAsync(async () => (await AcceptedSinceKillAsync()).All(accepted => accepted > 0),
+            "every device has a mutation recorded after the kill accepted",
+            async () => $"accepted per device: {string.Join(", ", await AcceptedSinceKillAsync())} of {AfterKill}");
         var recovered = clock.Elapsed;
         await pipeline.WaitUntilSettledAsync(_deadline, CancellationToken.None);
         var settled = clock.Elapsed;
@@ -153,7 +160,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
         return leader!;
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, Func<Task<string>>? state = null)
     {
         using var timeout = new CancellationTokenSource(_deadline);
         while (!await condition())
@@ -164,7 +171,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
             }
             catch (OperationCanceledException)
             {
-                throw new TimeoutException($"Not within {_deadline.TotalSeconds:0} s: {what}.");
+                throw new TimeoutException($"Not within {_deadline.TotalSeconds:0} s: {what}." + (state is null ? "" : $" ({await state()})"));
             }
         }
     }

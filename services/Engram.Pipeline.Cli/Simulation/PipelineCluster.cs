@@ -29,9 +29,6 @@ public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string W
     /// <summary>Extra configuration for every device (e.g. Publisher:ResendAfter).</summary>
     public IReadOnlyDictionary<string, string?> DeviceSettings { get; init; } = new Dictionary<string, string?>();
 
-    /// <summary>Extra configuration for every host, cloud ingest and device alike (e.g. RabbitMq:QueueType).</summary>
-    public IReadOnlyDictionary<string, string?> HostSettings { get; init; } = new Dictionary<string, string?>();
-
     /// <summary>
     /// The nodes (<c>host:port</c>) of a clustered broker, whose user, password and virtual host
     /// <see cref="RabbitMqUri"/> names. The hosts are spread over them in turn, each failing over to the others.
@@ -211,11 +208,7 @@ public sealed class PipelineCluster : IAsyncDisposable
     private IHost Build(Dictionary<string, string?> values, Action<IServiceCollection, IConfiguration> addService)
     {
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        var all = new Dictionary<string, string?>(_settings.HostSettings);
-        foreach (var (key, value) in values)
-        {
-            all[key] = value;
-        }
+        var all = new Dictionary<string, string?>(values);
         if (!_settings.Embedded)
         {
             all["RabbitMq:Uri"] = _settings.RabbitMqUri!.ToString();
