@@ -45,10 +45,12 @@ EOF
 }
 
 # rabbit_with_env DIR COMMAND...: runs a command (rabbitmqctl, epmd) with the node's environment.
+# shellcheck source=/dev/null
 rabbit_with_env() { (. "$1/node.env" && exec "${@:2}"); }
 
 # Is anything of the node's session still alive? Zombies count as gone; checking the command line
-# guards against a stale pid file.
+# guards against a stale pid file. (pgrep cannot select by session and show zombies apart.)
+# shellcheck disable=SC2009
 rabbit_session_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabbit'; }
 
 rabbit_node_running() {
@@ -68,6 +70,7 @@ rabbit_node_start() {
   # dumps (erl_crash.dump, MnesiaCore.*) land there. rabbitmq-server stays as the VM's parent;
   # setsid makes it the leader of a session holding the whole node, which rabbit_node_stop can
   # stop even if the node never wrote its pid file.
+  # shellcheck source=/dev/null
   (cd "$dir" && . ./node.env && exec setsid "$RMQ_BIN/rabbitmq-server") </dev/null >>"$dir/log/console.log" 2>&1 &
   echo $! >"$dir/session.pid"
   disown
