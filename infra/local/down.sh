@@ -16,27 +16,13 @@ case "${2:-}" in --purge) purge=1 ;; ?*) only="$2" ;; esac
 rmq="$state/rabbitmq"
 pg="$state/postgres"
 if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); else as_pg=(); fi
-# Is anything of the node's session (up.sh started it with setsid) still alive? Zombies count
-# as gone; checking the command line guards against a stale pid file.
-rabbit_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabbit'; }
+# shellcheck source-path=SCRIPTDIR source=rabbit-node.sh
+. "$(dirname "${BASH_SOURCE[0]}")/rabbit-node.sh"
 
-if [ -f "$rmq/node.env" ] && [ "$only" != postgres ]; then
-  with_rabbit_env() { (. "$rmq/node.env" && exec "$@"); }
-  session="$(cat "$rmq/session.pid" 2>/dev/null || true)"
-  # With --purge the data is about to be deleted: skip the ~7 s graceful shutdown and kill the
-  # session below (if there is one to kill).
-  if [ -f "$rmq/rabbitmq.pid" ] && { [ -z "$purge" ] || [ -z "$session" ]; }; then
-    # Returns once the VM has exited; fails at once if it is not running.
-    with_rabbit_env timeout 60 /usr/lib/rabbitmq/bin/rabbitmqctl -q stop "$rmq/rabbitmq.pid" >/dev/null 2>&1 || true
-  fi
-  # Whatever is left (up.sh failed before the node wrote its pid file, or the graceful stop
-  # failed) gets killed: a booting node ignores SIGTERM.
-  if [ -n "$session" ] && rabbit_running "$session"; then
-    kill -KILL -- "-$session" 2>/dev/null || true
-    for _ in $(seq 100); do rabbit_running "$session" || break; sleep 0.1; done
-  fi
-  # The node's private epmd (its own port) outlives the node: stop it too.
-  with_rabbit_env epmd -kill >/dev/null 2>&1 || true
+if [ "$only" != postgres ]; then
+  # With --purge the data is about to be deleted: skip the ~7 s graceful shutdown.
+  rabbit_node_stop "$rmq" "${purge:+--kill}"
+  rabbit_epmd_stop "$rmq"
 fi
 
 pg_ctl=(/usr/lib/postgresql/15/bin/pg_ctl -D "$pg/data")

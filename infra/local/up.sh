@@ -15,9 +15,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 mkdir -p "$1"
 state="$(cd "$1" && pwd)"
-# Same check as down.sh: a live process of the node's session.
-rabbit_running() { ps -o stat=,args= -s "$1" 2>/dev/null | grep -qE '^[^Z].*rabbit'; }
-if [ -f "$state/rabbitmq/session.pid" ] && rabbit_running "$(cat "$state/rabbitmq/session.pid")"; then
+# shellcheck source-path=SCRIPTDIR source=rabbit-node.sh
+. "$here/rabbit-node.sh"
+if rabbit_node_running "$state/rabbitmq"; then
   rabbit_up=1
 fi
 # On failure, stop whatever was started; the state (logs) is kept for diagnosis.
@@ -29,11 +29,9 @@ trap stop_on_failure EXIT
 rmq="$state/rabbitmq"
 pg="$state/postgres"
 PG_BIN=/usr/lib/postgresql/15/bin
-RMQ_BIN=/usr/lib/rabbitmq/bin
 
 # PostgreSQL refuses to run as root: run it as the postgres OS user when we are root.
 if [ "$(id -u)" -eq 0 ]; then as_pg=(runuser -u postgres --); else as_pg=(); fi
-random_hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 
 # Settings are chosen once per STATE_DIR; a restart reuses them.
 if [ ! -f "$state/settings" ]; then
@@ -52,58 +50,11 @@ fi
 # shellcheck source=/dev/null
 . "$state/settings"
 
-# --- RabbitMQ: everything the node and its CLI tools need, in one file that down.sh reuses.
-mkdir -p "$rmq/home" "$rmq/mnesia" "$rmq/log"
-chmod 700 "$rmq"
-if [ ! -f "$rmq/node.env" ]; then
-  # A private cookie (HOME is where Erlang looks for it) shared by the node and rabbitmqctl.
-  random_hex 20 >"$rmq/home/.erlang.cookie"
-  chmod 400 "$rmq/home/.erlang.cookie"
-  echo '[rabbitmq_management].' >"$rmq/enabled_plugins"
-  cat >"$rmq/rabbitmq.conf" <<EOF
-management.tcp.ip = 127.0.0.1
-management.tcp.port = $mgmt_port
-default_user = engram
-default_pass = $rabbit_password
-default_user_tags.administrator = true
-default_permissions.configure = .*
-default_permissions.read = .*
-default_permissions.write = .*
-# No guest account exists (default_user replaces it); were one made, it could only connect locally.
-loopback_users.guest = true
-EOF
-  if [ -n "${ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS:-}" ]; then
-    echo "consumer_timeout = $ENGRAM_RABBITMQ_CONSUMER_TIMEOUT_MS" >>"$rmq/rabbitmq.conf"
-    echo '[{rabbit, [{channel_tick_interval, 1000}]}].' >"$rmq/advanced.config"
-  fi
-  cat >"$rmq/node.env" <<EOF
-export HOME='$rmq/home'
-export RABBITMQ_NODENAME='$node'
-export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_NODE_PORT=$amqp_port RABBITMQ_DIST_PORT=$dist_port
-export ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT=$epmd_port
-export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
-export RABBITMQ_CONF_ENV_FILE='$rmq/no-env-file'
-export RABBITMQ_CONFIG_FILE='$rmq/rabbitmq.conf' RABBITMQ_ADVANCED_CONFIG_FILE='$rmq/advanced.config'
-export RABBITMQ_ENABLED_PLUGINS_FILE='$rmq/enabled_plugins'
-export RABBITMQ_MNESIA_BASE='$rmq/mnesia' RABBITMQ_LOG_BASE='$rmq/log'
-export RABBITMQ_PID_FILE='$rmq/rabbitmq.pid'
-EOF
-fi
-with_rabbit_env() { (. "$rmq/node.env" && exec "$@"); }
-
+# --- RabbitMQ: started in the background (unless it runs); PostgreSQL is set up while it boots.
+rabbit_node_configure "$rmq" "$node" "$amqp_port" "$mgmt_port" "$dist_port" "$epmd_port" \
+  engram "$rabbit_password" "$rmq/home"
 if [ -z "${rabbit_up:-}" ]; then
-  # A private epmd on its own port; relaxed so that down.sh can always stop it.
-  with_rabbit_env epmd -names >/dev/null 2>&1 \
-    || with_rabbit_env epmd -daemon -relaxed_command_check </dev/null >/dev/null 2>&1
-  # Start the node in the background (stdio detached so callers capturing our output do not hang)
-  # and set up PostgreSQL while it boots.
-  rm -f "$rmq/rabbitmq.pid"
-  # Its working directory is $rmq so that crash dumps (erl_crash.dump, MnesiaCore.*) land there.
-  # rabbitmq-server stays as the VM's parent; setsid makes it the leader of a session holding the
-  # whole node, which down.sh can stop even if we fail before the node writes its pid file.
-  (cd "$rmq" && . ./node.env && exec setsid "$RMQ_BIN/rabbitmq-server") </dev/null >>"$rmq/log/console.log" 2>&1 &
-  echo $! >"$rmq/session.pid"
-  disown
+  rabbit_node_start "$rmq"
 fi
 
 # --- PostgreSQL
@@ -137,14 +88,7 @@ if [ "${created_pg:-}" = 1 ]; then
 fi
 
 # --- Wait for RabbitMQ: app started, then both listeners accept connections.
-if ! with_rabbit_env timeout 90 "$RMQ_BIN/rabbitmqctl" -q wait "$rmq/rabbitmq.pid" >/dev/null; then
-  echo "up.sh: RabbitMQ node $node did not start; see $rmq/log" >&2
-  tail -n 30 "$rmq/log/console.log" >&2
-  exit 1
-fi
-for port in "$amqp_port" "$mgmt_port"; do
-  timeout 30 bash -c "until (: </dev/tcp/127.0.0.1/$port) 2>/dev/null; do sleep 0.2; done"
-done
+rabbit_node_wait "$rmq" 90 "$amqp_port" "$mgmt_port"
 
 cat >"$state/env" <<EOF
 export RabbitMq__Uri='amqp://engram:$rabbit_password@127.0.0.1:$amqp_port/'

@@ -36,7 +36,10 @@ public sealed class PublisherOptions
     [Range(1, 1024)]
     public int MaxBatchesInFlight { get; set; } = 4;
 
-    /// <summary>A batch unanswered for this long is sent again, with everything after it.</summary>
+    /// <summary>
+    /// A batch unanswered for this long is sent again, with everything after it; a send the broker has not
+    /// confirmed by then is given up and everything unanswered sent again.
+    /// </summary>
     public TimeSpan ResendAfter { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>How often the journal is checked for rows written by other processes.</summary>

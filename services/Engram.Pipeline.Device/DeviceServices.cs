@@ -27,7 +27,8 @@ public static class DeviceServices
             sp.GetRequiredService<IOptions<PublisherOptions>>().Value,
             sp.GetRequiredService<IOptions<PullerOptions>>().Value,
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>(),
-            RabbitMqOptions.UserName(sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.Uri!)));
+            RabbitMqOptions.UserName(sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.Uri!),
+            sp.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueTypeInUse()));
         services.AddBusStartDeadline(TimeSpan.FromSeconds(30));
         services.AddMassTransit(bus => bus.UsePipelineRabbitMq((context, cfg) =>
         {
@@ -39,7 +40,11 @@ public static class DeviceServices
                 // MassTransit's bus endpoint (where pull pages arrive) gets a name the account may declare.
                 cfg.OverrideDefaultBusEndpointQueueName(WireNames.DeviceBusQueue(runtime.Identity.DeviceId));
             }
-            cfg.ReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
+            cfg.ReceiveEndpoint(runtime.QueueName, endpoint =>
+            {
+                endpoint.UsePipelineQueueType(context);
+                runtime.ConfigureEndpoint(endpoint);
+            });
         }));
         services.AddHostedService<DeviceWorker>();
         services.AddMetrics();
@@ -61,14 +66,15 @@ public static class DeviceServices
 
     /// <summary>
     /// Opens (or creates) a device database and builds the device around it. <paramref name="brokerUser"/>
-    /// is the RabbitMQ user it connects as (none on the in-memory bus); it decides the <see cref="DeviceRoutes"/>.
+    /// is the RabbitMQ user it connects as (none on the in-memory bus) and <paramref name="queueType"/> the
+    /// type of the queues it sends to (the embedded bus has only classic ones); they decide the <see cref="DeviceRoutes"/>.
     /// </summary>
     public static DeviceRuntime CreateRuntime(string deviceDb, DeviceOptions device, PublisherOptions publisher,
-        PullerOptions puller, TimeProvider clock, ILoggerFactory logs, string? brokerUser = null)
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs, string? brokerUser = null, QueueType queueType = QueueType.Classic)
     {
         var database = new DeviceDatabase(deviceDb);
         var identity = new DeviceIdentity(database.Initialise(device.Id, clock), device.Target);
-        return new DeviceRuntime(database, identity, DeviceRoutes.For(identity.DeviceId, brokerUser), publisher, puller, clock, logs);
+        return new DeviceRuntime(database, identity, DeviceRoutes.For(identity.DeviceId, brokerUser, queueType), publisher, puller, clock, logs);
     }
 
     /// <summary>

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using RabbitMQ.Client.Exceptions;
 
 namespace Engram.Pipeline.Hosting;
 
@@ -23,7 +24,7 @@ public static class ServiceRunner
             catch (Exception e)
 #pragma warning restore CA1031
             {
-                log.LogCritical("Start-up failed: {Reason}", Flatten(e));
+                log.LogCritical("Start-up failed: {Reason}", Describe(e));
                 return 1;
             }
             await host.WaitForShutdownAsync();
@@ -31,13 +32,25 @@ public static class ServiceRunner
         }
     }
 
-    private static string Flatten(Exception e)
+    /// <summary>The messages of an exception and its causes, and what to do when they alone do not say it.</summary>
+    public static string Describe(Exception e)
     {
         var messages = new List<string>();
+        var advice = "";
         for (var current = e; current is not null; current = current.InnerException)
         {
             messages.Add(current.Message);
+            if (current is OperationInterruptedException { ShutdownReason: { ReplyCode: PreconditionFailed } reason }
+                && reason.ReplyText.Contains("'x-queue-type'", StringComparison.Ordinal))
+            {
+                advice = ". The queue exists with another type than RabbitMq:QueueType asks for, and RabbitMQ cannot " +
+                         "change a queue's type: set RabbitMq:QueueType to the queue's type, or move the queue's " +
+                         "messages and delete it (README, \"Changing the queue type\")";
+            }
         }
-        return string.Join(" <- ", messages.Distinct());
+        return string.Join(" <- ", messages.Distinct()) + advice;
     }
+
+    /// <summary>AMQP's reply code for a declaration that contradicts the existing entity.</summary>
+    private const ushort PreconditionFailed = 406;
 }

@@ -19,22 +19,49 @@ public static class TransportExtensions
     }
 
     /// <summary>
-    /// Points the bus at the configured broker (over TLS for <c>amqps://</c>). The bus start is awaited
-    /// with a deadline so that an unreachable broker stops the service with an error instead of leaving
-    /// it half started.
+    /// Points the bus at the configured broker (over TLS for <c>amqps://</c>; and the other nodes of its
+    /// cluster, to fail over to), and declares the queues of endpoints set up by <c>ConfigureEndpoints</c>
+    /// with the configured queue type. The bus start is awaited with a deadline so that an unreachable
+    /// broker stops the service with an error instead of leaving it half started.
     /// </summary>
     public static void UsePipelineRabbitMq(this IBusRegistrationConfigurator bus,
         Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator> configure)
     {
+        bus.AddConfigureEndpointsCallback((context, _, endpoint) =>
+        {
+            if (endpoint is IRabbitMqReceiveEndpointConfigurator rabbit)
+            {
+                rabbit.UsePipelineQueueType(context);
+            }
+        });
         bus.UsingRabbitMq((context, cfg) =>
         {
             var options = context.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
+            var connects = 0;
             cfg.Host(options.Uri!, host =>
             {
                 // MassTransit turns TLS on by itself only on port 5671; amqps:// means TLS on any port.
                 if (options.Uri!.Scheme == "amqps")
                 {
                     host.UseSsl(tls => ConfigureTls(tls, options));
+                }
+                host.Heartbeat(options.Heartbeat);
+                host.OnRefreshConnectionFactory = async _ =>
+                {
+                    if (Interlocked.Increment(ref connects) > 1)
+                    {
+                        await Task.Delay(options.ReconnectDelay);
+                    }
+                };
+                if (options.Nodes() is { Count: > 1 } nodes)
+                {
+                    host.UseCluster(cluster =>
+                    {
+                        foreach (var node in nodes)
+                        {
+                            cluster.Node(node);
+                        }
+                    });
                 }
             });
             configure(context, cfg);
@@ -53,6 +80,18 @@ public static class TransportExtensions
             | SslPolicyErrors.RemoteCertificateNotAvailable);
         tls.CertificatePath = options.ClientCertificatePath;
         tls.CertificatePassphrase = options.ClientCertificatePassphrase;
+    }
+
+    /// <summary>
+    /// Declares a pipeline queue with <see cref="RabbitMqOptions.QueueTypeInUse"/>; its <c>_error</c> queue takes
+    /// the same type. For endpoints set up by hand; <see cref="UsePipelineRabbitMq"/> does it for the others.
+    /// </summary>
+    public static void UsePipelineQueueType(this IRabbitMqReceiveEndpointConfigurator endpoint, IServiceProvider services)
+    {
+        if (services.GetRequiredService<IOptions<RabbitMqOptions>>().Value.QueueTypeInUse() == QueueType.Quorum)
+        {
+            endpoint.SetQuorumQueue();
+        }
     }
 
     /// <summary>Makes the host wait for the broker connection when it starts.</summary>

@@ -64,10 +64,13 @@ public sealed class PipelineWorld : IAsyncDisposable
     }
 
     /// <summary>Checks I1–I6 from the databases and fails with every verdict if one fails.</summary>
-    public async Task<IReadOnlyList<Verdict>> AssertInvariantsAsync()
+    public Task<IReadOnlyList<Verdict>> AssertInvariantsAsync() => AssertInvariantsAsync(Cluster);
+
+    /// <inheritdoc cref="AssertInvariantsAsync()"/>
+    public static async Task<IReadOnlyList<Verdict>> AssertInvariantsAsync(PipelineCluster cluster)
     {
-        var verdicts = await InvariantChecker.CheckAllAsync(Cluster.Cloud,
-            Cluster.Devices.Select(d => new DeviceDatabaseRef(d.DeviceId, d.Target, d.DatabasePath)).ToList(),
+        var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud,
+            cluster.Devices.Select(d => new DeviceDatabaseRef(d.DeviceId, d.Target, d.DatabasePath)).ToList(),
             CancellationToken.None);
         var report = string.Join('\n', verdicts.Select(v => $"{(v.Pass ? "PASS" : "FAIL")} {v.Name}: {v.Detail}"));
         Assert.True(verdicts.All(v => v.Pass), report);

@@ -81,8 +81,8 @@ internal sealed class LocalServers : IAsyncDisposable
         }
     }
 
-    /// <summary>Parses the <c>export NAME='value'</c> lines that up.sh writes.</summary>
-    private static async Task<Dictionary<string, string>> ReadEnvFileAsync(string path)
+    /// <summary>Parses the <c>export NAME='value'</c> lines that up.sh and cluster-up.sh write.</summary>
+    internal static async Task<Dictionary<string, string>> ReadEnvFileAsync(string path)
     {
         const string Export = "export ";
         var variables = new Dictionary<string, string>(StringComparer.Ordinal);

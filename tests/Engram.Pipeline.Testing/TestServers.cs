@@ -295,7 +295,7 @@ public sealed class TestServers : IAsyncDisposable
 
     private static string QuoteIdentifier(string name) => "\"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
-    private static async Task EnsureSuccessAsync(HttpResponseMessage response, string action)
+    internal static async Task EnsureSuccessAsync(HttpResponseMessage response, string action)
     {
         if (!response.IsSuccessStatusCode)
         {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Engram.Pipeline.CloudIngest;
 using Engram.Pipeline.CloudIngest.Storage;
 using Engram.Pipeline.CloudIngest.Storage.Postgres;
@@ -34,6 +35,12 @@ public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string W
     /// </summary>
     public IReadOnlyDictionary<string, string?> IngestSettings { get; init; } = new Dictionary<string, string?>();
 
+    /// <summary>
+    /// The nodes (<c>host:port</c>) of a clustered broker, whose user, password and virtual host
+    /// <see cref="RabbitMqUri"/> names. The hosts are spread over them in turn, each failing over to the others.
+    /// </summary>
+    public IReadOnlyList<string> RabbitMqNodes { get; init; } = [];
+
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 }
 
@@ -58,6 +65,7 @@ public sealed class PipelineCluster : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
 
     private readonly NpgsqlDataSource? _cloudDataSource;
+    private int _hostsBuilt;
 
     public PipelineCluster(ClusterSettings settings)
     {
@@ -231,6 +239,15 @@ public sealed class PipelineCluster : IAsyncDisposable
         {
             all.TryAdd("RabbitMq:Uri", _settings.RabbitMqUri!.ToString());
             all.TryAdd("ConnectionStrings:CloudDb", _settings.CloudDb);
+            if (_settings.RabbitMqNodes is { Count: > 0 } nodes)
+            {
+                // This host's node first, then the others in order, as a load balancer would spread them.
+                var first = _hostsBuilt++ % nodes.Count;
+                var node = nodes[first].Split(':');
+                all["RabbitMq:Uri"] = new UriBuilder(_settings.RabbitMqUri) { Host = node[0], Port = int.Parse(node[1], CultureInfo.InvariantCulture) }
+                    .Uri.ToString();
+                all["RabbitMq:ClusterNodes"] = string.Join(',', nodes.Skip(first + 1).Concat(nodes.Take(first)));
+            }
         }
         builder.Configuration.AddInMemoryCollection(all);
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);

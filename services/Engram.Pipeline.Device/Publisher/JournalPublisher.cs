@@ -32,7 +32,7 @@ public sealed partial class JournalPublisher(
     public async Task RunAsync(ISendEndpointProvider sendEndpoints, CancellationToken stoppingToken)
     {
         var push = await sendEndpoints.GetSendEndpoint(routes.Push);
-        var replyTo = new Uri($"queue:{WireNames.DeviceQueue(identity.DeviceId)}");
+        var replyTo = routes.Replies;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -78,12 +78,16 @@ public sealed partial class JournalPublisher(
                 PreviousLocalSeq = batch.PreviousLocalSeq,
                 Mutations = batch.Mutations,
             };
+            // A send whose connection dies can wait for the broker's confirm for ever: give up on it as on an
+            // unanswered batch, and the catch in RunAsync sends everything unanswered again.
+            using var unconfirmed = new CancellationTokenSource(_options.ResendAfter, clock);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unconfirmed.Token);
             await push.Send(message, context =>
             {
                 // The reply names the batch by RequestId, so the window knows which batch was answered.
                 context.RequestId = id;
                 context.ResponseAddress = replyTo;
-            }, ct);
+            }, deadline.Token);
             await journal.MarkSentAsync(batch, ct);
             Sent?.Invoke(batch.Mutations.Count);
             LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);

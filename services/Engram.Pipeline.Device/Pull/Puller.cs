@@ -55,10 +55,14 @@ public sealed partial class Puller(
         while (true)
         {
             var cursor = await ReadCursorAsync(ct);
+            // The request timeout counts from the send; a send whose connection dies can wait for the broker's
+            // confirm for ever, so the whole request gets the same deadline.
+            using var unanswered = new CancellationTokenSource(options.RequestTimeout, clock);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unanswered.Token);
             var response = await client.GetResponse<MutationsPage>(new PullMutations
             {
                 TargetKey = identity.Target, DeviceId = identity.DeviceId, AfterSeq = cursor, Limit = options.PageSize,
-            }, ct);
+            }, deadline.Token);
             var result = await applier.ApplyAsync(response.Message, ct);
             LogPage(cursor, response.Message.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
             if (result.Cursor >= result.Head || result.Cursor == cursor)

@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Testing;
+using Microsoft.Data.Sqlite;
+using Xunit.Abstractions;
+
+namespace Engram.Pipeline.Integration.Tests;
+
+/// <summary>
+/// A private 3-node RabbitMQ cluster (infra/local/cluster-up.sh), the cloud database on the shared PostgreSQL,
+/// and every host connected to a node of its own with the others to fail over to, which makes the pipeline's
+/// queues quorum queues. The node leading <c>engram-push</c> is killed while devices push; nothing may be
+/// lost, and what they record afterwards must still go through.
+/// </summary>
+[Collection(ServersFixture.Collection)]
+public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, ITestOutputHelper output)
+{
+    private const int Nodes = 3;
+    private const int Devices = 4;
+    private const int BeforeKill = 1_500;
+    private const int AfterKill = 500;
+    private static readonly TimeSpan _deadline = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task Quorum_queues_lose_nothing_and_the_pipeline_keeps_accepting()
+    {
+        await using var broker = await LocalRabbitCluster.StartAsync(Nodes);
+        var name = ServersFixture.UniqueName("cluster");
+        var cloudDb = await servers.Servers.CreateDatabaseAsync(name);
+        var work = Directory.CreateTempSubdirectory($"engram-{name}-");
+        try
+        {
+            await using var pipeline = new PipelineCluster(new ClusterSettings(broker.RabbitMqUri, cloudDb, work.FullName)
+            {
+                IngestProcesses = 2,
+                RabbitMqNodes = broker.Nodes.Select(node => node.Amqp).ToList(),
+                // A send caught by the kill is given up, and a pull whose reply queue (MassTransit's temporary one)
+                // died with its node asked again, after these rather than after 15 s and 30 s.
+                DeviceSettings = new Dictionary<string, string?>
+                {
+                    ["Publisher:ResendAfter"] = "00:00:05",
+                    ["Puller:RequestTimeout"] = "00:00:05",
+                },
+            });
+            await RunAsync(broker, pipeline);
+        }
+        finally
+        {
+            await servers.Servers.DropDatabaseAsync(name);
+            work.Delete(recursive: true);
+        }
+    }
+
+    private async Task RunAsync(LocalRabbitCluster broker, PipelineCluster pipeline)
+    {
+        await pipeline.StartIngestAsync(CancellationToken.None);
+        for (var d = 0; d < Devices; d++)
+        {
+            await pipeline.StartDeviceAsync($"device-{d}", $"team-{d % 2}", CancellationToken.None);
+        }
+        string[] expected = [WireNames.PushQueue, WireNames.PullQueue, .. pipeline.Devices.Select(d => WireNames.DeviceQueue(d.DeviceId))];
+        using (var queues = await broker.GetManagementAsync(broker.Nodes[0], "api/queues/%2F"))
+        {
+            var types = queues.RootElement.EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!, q => q.GetProperty("type").GetString());
+            Assert.All(expected, queue => Assert.Equal("quorum", types.GetValueOrDefault(queue)));
+        }
+        var victim = await LeaderAsync(broker, broker.Nodes[0], WireNames.PushQueue, notOn: null);
+
+        // Load: the devices record while they push, and the node goes once the cloud has taken a quarter of it, by
+        // when every service has published to every queue (see the README on RabbitMQ 3.10's quorum queue clients).
+        var workloads = pipeline.Devices.Select((d, i) => new Workload(d.DeviceId, seed: i)).ToList();
+        var load = Task.WhenAll(pipeline.Devices.Select((d, i) => Task.Run(() => RecordAsync(d, workloads[i], BeforeKill))));
+        await WaitUntilAsync(async () => await AcceptedAsync(pipeline) >= Devices * BeforeKill / 4, "a quarter of the load accepted");
+        var acceptedAtKill = await AcceptedAsync(pipeline);
+        var (pendingAtKill, _) = await pipeline.LagAsync(includeCursors: false, CancellationToken.None);
+        var clock = Stopwatch.StartNew();
+        await broker.KillAsync(victim);
+        await load;
+
+        // What devices record after the kill must be accepted too.
+        var firstAfterKill = new List<long>();
+        for (var d = 0; d < Devices; d++)
+        {
+            firstAfterKill.Add((await RecordAsync(pipeline.Devices[d], workloads[d], AfterKill))[0]);
+        }
+        async Task<long[]> AcceptedSinceKillAsync()
+        {
+            var accepted = new long[Devices];
+            for (var d = 0; d < Devices; d++)
+            {
+                accepted[d] = await AckedSinceAsync(pipeline.Devices[d], firstAfterKill[d]);
+            }
+            return accepted;
+        }
+        await WaitUntilAsync(async () => (await AcceptedSinceKillAsync()).All(accepted => accepted > 0),
+            "every device has a mutation recorded after the kill accepted",
+            async () => $"accepted per device: {string.Join(", ", await AcceptedSinceKillAsync())} of {AfterKill}");
+        var recovered = clock.Elapsed;
+        await pipeline.WaitUntilSettledAsync(_deadline, CancellationToken.None);
+        var settled = clock.Elapsed;
+
+        await PipelineWorld.AssertInvariantsAsync(pipeline);
+        Assert.Equal(Devices * (BeforeKill + AfterKill), await AcceptedAsync(pipeline));
+        var newLeader = await LeaderAsync(broker, broker.Nodes.First(node => node != victim), WireNames.PushQueue, notOn: victim);
+
+        output.WriteLine($"{Nodes}-node cluster, quorum queues; {pipeline.Ingest.Count} ingest hosts and {Devices} devices spread over the nodes.");
+        output.WriteLine($"Killed {victim.Name} (engram-push's leader) with {acceptedAtKill} of {Devices * BeforeKill} mutations in the cloud " +
+                         $"and {pendingAtKill} recorded but unanswered; engram-push's leader is now {newLeader.Name}.");
+        output.WriteLine($"{Devices * AfterKill} more mutations recorded after the kill: every device had one accepted " +
+                         $"{recovered.TotalSeconds:0.0} s after the kill; all {Devices * (BeforeKill + AfterKill)} accepted and pulled " +
+                         $"everywhere {settled.TotalSeconds:0.0} s after it. I1-I6 PASS.");
+    }
+
+    private static async Task<IReadOnlyList<long>> RecordAsync(DeviceNode device, Workload workload, int count)
+    {
+        var seqs = new List<long>();
+        for (var recorded = 0; recorded < count; recorded += 50)
+        {
+            seqs.AddRange(await device.Journal.RecordAsync(workload.Next(50), CancellationToken.None));
+        }
+        return seqs;
+    }
+
+    /// <summary>Mutations the cloud has given a seq, over every target.</summary>
+    private static async Task<long> AcceptedAsync(PipelineCluster pipeline)
+    {
+        long accepted = 0;
+        foreach (var target in pipeline.Devices.Select(d => d.Target).Distinct())
+        {
+            accepted += await pipeline.Cloud.HeadAsync(target, CancellationToken.None);
+        }
+        return accepted;
+    }
+
+    private static async Task<long> AckedSinceAsync(DeviceNode device, long firstSeq)
+    {
+        await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
+        await connection.OpenAsync();
+        await using var count = connection.CreateCommand();
+        count.CommandText = "SELECT COUNT(*) FROM sync_mutations WHERE source = 'local' AND seq >= $first AND acked_at IS NOT NULL";
+        count.Parameters.AddWithValue("$first", firstSeq);
+        return (long)(await count.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>The node a quorum queue's leader runs on, as <paramref name="asked"/> reports it, once it is not <paramref name="notOn"/>.</summary>
+    private static async Task<RabbitNode> LeaderAsync(LocalRabbitCluster broker, RabbitNode asked, string queue, RabbitNode? notOn)
+    {
+        RabbitNode? leader = null;
+        await WaitUntilAsync(async () =>
+        {
+            using var details = await broker.GetManagementAsync(asked, $"api/queues/%2F/{queue}");
+            // Right after a node goes, the queue has no leader until the others elect one.
+            leader = details.RootElement.TryGetProperty("leader", out var name) && name.ValueKind == JsonValueKind.String
+                ? broker.Nodes.SingleOrDefault(node => node.Name == name.GetString())
+                : null;
+            return leader is not null && leader != notOn;
+        }, $"{queue} has a leader{(notOn is null ? "" : $" other than {notOn.Name}")}");
+        return leader!;
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, Func<Task<string>>? state = null)
+    {
+        using var timeout = new CancellationTokenSource(_deadline);
+        while (!await condition())
+        {
+            try
+            {
+                await Task.Delay(100, timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new TimeoutException($"Not within {_deadline.TotalSeconds:0} s: {what}." + (state is null ? "" : $" ({await state()})"));
+            }
+        }
+    }
+}
