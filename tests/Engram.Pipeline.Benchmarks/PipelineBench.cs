@@ -112,7 +112,7 @@ public static class PipelineBench
         var path = Path.Combine(directory, $"drain-{Guid.NewGuid():N}.db");
         File.Copy(backlog, path);
         return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-1", target, rows,
-            async ct => await PipelineCluster.PendingAsync(path, ct) == 0);
+            async () => await PipelineCluster.PendingAsync(path, CancellationToken.None) == 0);
     }
 
     /// <summary>
@@ -123,11 +123,11 @@ public static class PipelineBench
     {
         var path = Path.Combine(directory, $"catchup-{Guid.NewGuid():N}.db");
         return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-new", target, rows,
-            async ct => await PipelineCluster.CursorAsync(path, target, ct) >= rows);
+            async () => await PipelineCluster.CursorAsync(path, target, CancellationToken.None) >= rows);
     }
 
     private static async Task<ProcessRun> RunDeviceProcessAsync(Uri amqp, string cloudDb, string databasePath, string deviceId, string target,
-        int rows, Func<CancellationToken, Task<bool>> done)
+        int rows, Func<Task<bool>> done)
     {
         var environment = new Dictionary<string, string>
         {
@@ -145,11 +145,7 @@ public static class PipelineBench
             ["Device__Id"] = deviceId,
             ["Device__Target"] = target,
         }, TimeSpan.FromMinutes(1));
-        using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(30));
-        while (!await done(deadline.Token))
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(200), deadline.Token);
-        }
+        await Condition.WaitUntilAsync(done, TimeSpan.FromMinutes(30), $"{deviceId} done with {rows} rows");
         return new ProcessRun(rows / clock.Elapsed.TotalSeconds, device.PeakMemoryMb, ingest.PeakMemoryMb,
             (device.CpuTime + ingest.CpuTime).TotalSeconds);
     }

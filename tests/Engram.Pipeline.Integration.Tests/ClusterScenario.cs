@@ -72,7 +72,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
         // when every service has published to every queue (see the README on RabbitMQ 3.10's quorum queue clients).
         var workloads = pipeline.Devices.Select((d, i) => new Workload(d.DeviceId, seed: i)).ToList();
         var load = Task.WhenAll(pipeline.Devices.Select((d, i) => Task.Run(() => RecordAsync(d, workloads[i], BeforeKill))));
-        await WaitUntilAsync(async () => await AcceptedAsync(pipeline) >= Devices * BeforeKill / 4, "a quarter of the load accepted");
+        await Condition.WaitUntilAsync(async () => await AcceptedAsync(pipeline) >= Devices * BeforeKill / 4, _deadline, "a quarter of the load accepted");
         var acceptedAtKill = await AcceptedAsync(pipeline);
         var (pendingAtKill, _) = await pipeline.LagAsync(includeCursors: false, CancellationToken.None);
         var clock = Stopwatch.StartNew();
@@ -94,7 +94,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
             }
             return accepted;
         }
-        await WaitUntilAsync(async () => (await AcceptedSinceKillAsync()).All(accepted => accepted > 0),
+        await Condition.WaitUntilAsync(async () => (await AcceptedSinceKillAsync()).All(accepted => accepted > 0), _deadline,
             "every device has a mutation recorded after the kill accepted",
             async () => $"accepted per device: {string.Join(", ", await AcceptedSinceKillAsync())} of {AfterKill}");
         var recovered = clock.Elapsed;
@@ -148,7 +148,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
     private static async Task<RabbitNode> LeaderAsync(LocalRabbitCluster broker, RabbitNode asked, string queue, RabbitNode? notOn)
     {
         RabbitNode? leader = null;
-        await WaitUntilAsync(async () =>
+        await Condition.WaitUntilAsync(async () =>
         {
             using var details = await broker.GetManagementAsync(asked, $"api/queues/%2F/{queue}");
             // Right after a node goes, the queue has no leader until the others elect one.
@@ -156,23 +156,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
                 ? broker.Nodes.SingleOrDefault(node => node.Name == name.GetString())
                 : null;
             return leader is not null && leader != notOn;
-        }, $"{queue} has a leader{(notOn is null ? "" : $" other than {notOn.Name}")}");
+        }, _deadline, $"{queue} has a leader{(notOn is null ? "" : $" other than {notOn.Name}")}");
         return leader!;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, Func<Task<string>>? state = null)
-    {
-        using var timeout = new CancellationTokenSource(_deadline);
-        while (!await condition())
-        {
-            try
-            {
-                await Task.Delay(100, timeout.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                throw new TimeoutException($"Not within {_deadline.TotalSeconds:0} s: {what}." + (state is null ? "" : $" ({await state()})"));
-            }
-        }
     }
 }

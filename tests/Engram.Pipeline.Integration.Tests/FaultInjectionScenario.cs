@@ -123,7 +123,7 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         var recorded = (await Task.WhenAll(recorders)).Sum();
         await using var cloud = NpgsqlDataSource.Create(environment["ConnectionStrings__CloudDb"]);
         var store = new PostgresCloudStore(cloud);
-        await WaitUntilAsync(async () =>
+        await Condition.WaitUntilAsync(async () =>
         {
             var head = await store.HeadAsync(Target, CancellationToken.None);
             foreach (var device in devices)
@@ -136,7 +136,7 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
                 }
             }
             return true;
-        }, TimeSpan.FromMinutes(3), () => system.Describe());
+        }, TimeSpan.FromMinutes(3), "every device answered and at the head", () => Task.FromResult(system.Describe()));
 
         var verdicts = await InvariantChecker.CheckAllAsync(store,
             devices.Select(d => new DeviceDatabaseRef(d, Target, system.DatabasePath(d))).ToList(), CancellationToken.None);
@@ -271,19 +271,6 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
             {
                 return;
             }
-        }
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan deadline, Func<string> describe)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (clock.Elapsed > deadline)
-            {
-                throw new TimeoutException($"Not settled after {deadline.TotalSeconds:0} s.{Environment.NewLine}{describe()}");
-            }
-            await Task.Delay(250);
         }
     }
 
