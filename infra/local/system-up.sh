@@ -32,7 +32,7 @@ psql_as() { # user password sql-args...
   local user="$1" password="$2"; shift 2
   PGPASSWORD="$password" /usr/lib/postgresql/15/bin/psql -q -h 127.0.0.1 -p "$pg_port" -U "$user" -d engram -v ON_ERROR_STOP=1 "$@"
 }
-psql_as engram "$pg_password" -f "$root/services/Engram.Pipeline.CloudIngest/Storage/Postgres/schema.sql"
+psql_as engram "$pg_password" -f "$root/services/Engram.Pipeline.Cloud/Storage/Postgres/schema.sql"
 psql_as postgres "$pg_admin_password" -f "$root/infra/postgres/roles.sql"
 ingest_password="$(random_hex 16)"
 psql_as postgres "$pg_admin_password" -c "ALTER ROLE engram_ingest PASSWORD '$ingest_password'"
@@ -50,15 +50,23 @@ done
 
 mkdir -p "$state/devices"
 : >"$state/services"
+# Each service listens for health and metrics on 8080, or on a free port when another process has 8080,
+# and logs where once it has started; they start one after another so that each finds the port taken or not.
 start() { # name project extra-env...
-  local name="$1" project="$2"; shift 2
-  local port
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  local name="$1" project="$2" url; shift 2
   # setsid: each service leads its own process group, which system-down.sh signals.
   (cd "$root/services/$project/bin/Release/net10.0" &&
-    exec env Urls="http://127.0.0.1:$port" "$@" setsid dotnet "$project.dll") >"$state/logs/$name.log" 2>&1 </dev/null &
+    exec env "$@" setsid dotnet "$project.dll") >"$state/logs/$name.log" 2>&1 </dev/null &
   echo $! >"$state/logs/$name.pid"
-  echo "$name http://127.0.0.1:$port" >>"$state/services"
+  url=$(timeout 60 bash -c "until grep -m1 -o 'Health and metrics on http://[^ ,]*' '$state/logs/$name.log'; do sleep 0.3; done") || true
+  url=${url##* on }
+  url=${url/0.0.0.0/127.0.0.1}
+  if [ -z "$url" ] || ! timeout 60 bash -c "until curl -sf '$url/health/ready' >/dev/null; do sleep 0.5; done"; then
+    echo "system-up.sh: $name is not ready; see $state/logs/$name.log" >&2
+    tail -n 20 "$state/logs/$name.log" >&2
+    exit 1
+  fi
+  echo "$name $url" >>"$state/services"
 }
 for i in $(seq 1 "$ingest"); do
   start "cloud-ingest-$i" Engram.Pipeline.CloudIngest ConnectionStrings__CloudDb="$ingest_db"
@@ -67,15 +75,6 @@ for device in device-a device-b; do
   start "$device" Engram.Pipeline.Device RabbitMq__Uri="${device_uri[$device]}" \
     ConnectionStrings__DeviceDb="Data Source=$state/devices/$device.db" Device__Id="$device" Device__Target=team
 done
-
-# Ready when every service's /health/ready answers.
-while read -r name url; do
-  if ! timeout 60 bash -c "until curl -sf '$url/health/ready' >/dev/null; do sleep 0.5; done"; then
-    echo "system-up.sh: $name is not ready; see $state/logs/$name.log" >&2
-    tail -n 20 "$state/logs/$name.log" >&2
-    exit 1
-  fi
-done <"$state/services"
 
 echo "Engram.Pipeline is up. Services (health at /health/ready, metrics at /metrics):"
 sed 's/^/  /' "$state/services"

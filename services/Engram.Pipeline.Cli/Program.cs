@@ -1,11 +1,11 @@
 using System.CommandLine;
 using System.Text.Json;
-using Engram.Pipeline.Cli.DeviceUsers;
-using Engram.Pipeline.Cli.Simulation;
-using Engram.Pipeline.Cli.Status;
-using Engram.Pipeline.CloudIngest.Storage;
-using Engram.Pipeline.CloudIngest.Storage.Postgres;
-using Engram.Pipeline.CloudIngest.Storage.Sqlite;
+using Engram.Pipeline.Cloud.Authorisation;
+using Engram.Pipeline.Cloud.Storage;
+using Engram.Pipeline.Cloud.Storage.Postgres;
+using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EmbeddedCloud;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
@@ -132,7 +132,7 @@ status.SetAction(async (parsed, ct) =>
     {
         try
         {
-            statuses.AddRange(await DeviceStatus.ReadAsync(path, cloud, ct));
+            statuses.AddRange(await DeviceStatus.ReadAsync(path, cloud is null ? null : cloud.HeadAsync, ct));
         }
         catch (Exception e) when (e is FileNotFoundException or SqliteException)
         {
@@ -144,16 +144,17 @@ status.SetAction(async (parsed, ct) =>
     {
         Console.WriteLine(JsonSerializer.Serialize(statuses.Select(s => new
         {
-            deviceId = s.DeviceId, target = s.Target, pending = s.Pending, inFlight = s.InFlight, acked = s.Acked,
-            rejected = s.Rejected, rejectedByReason = s.RejectedByReason, pulled = s.Pulled, unifiedCursor = s.UnifiedCursor,
-            head = s.Head, headFromCloud = s.HeadFromCloud, lag = s.Lag, lastError = s.LastError,
+            deviceId = s.DeviceId, target = s.Target, pending = s.Counts.Unsent, inFlight = s.Counts.InFlight, acked = s.Counts.Acked,
+            rejected = s.Counts.Rejected, rejectedByReason = s.RejectedByReason, pulled = s.Counts.Pulled, unifiedCursor = s.Counts.Cursor,
+            head = s.Counts.Head, headFromCloud = s.HeadFromCloud, lag = s.Counts.Lag, lastError = s.LastError,
         }), new JsonSerializerOptions { WriteIndented = true }));
         return 0;
     }
     Console.WriteLine($"{"device",-20} {"target",-24} {"pending",8} {"in flight",9} {"acked",8} {"rejected",8} {"pulled",8} {"cursor",8} {"head",8} {"lag",6}");
     foreach (var s in statuses)
     {
-        Console.WriteLine($"{s.DeviceId,-20} {s.Target,-24} {s.Pending,8} {s.InFlight,9} {s.Acked,8} {s.Rejected,8} {s.Pulled,8} {s.UnifiedCursor,8} {s.Head,8}{(s.HeadFromCloud ? " " : "*")} {s.Lag,5}");
+        var c = s.Counts;
+        Console.WriteLine($"{s.DeviceId,-20} {s.Target,-24} {c.Unsent,8} {c.InFlight,9} {c.Acked,8} {c.Rejected,8} {c.Pulled,8} {c.Cursor,8} {c.Head,8}{(s.HeadFromCloud ? " " : "*")} {c.Lag,5}");
         foreach (var (reason, count) in s.RejectedByReason)
         {
             Console.WriteLine($"    rejected {reason}: {count}");

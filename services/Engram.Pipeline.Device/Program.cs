@@ -1,10 +1,10 @@
-using Engram.Pipeline.Device;
+using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.Hosting;
 
 var builder = WebApplication.CreateBuilder(args);
 if (args is ["probe", ..])
 {
-    return await Operations.ProbeAsync(builder.Configuration["Urls"] ?? "http://127.0.0.1:8080");
+    return await Operations.ProbeAsync(builder.Configuration["Urls"]);
 }
 builder.AddOperations("engram-device");
 builder.Services.AddDevice(builder.Configuration);

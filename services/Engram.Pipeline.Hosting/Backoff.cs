@@ -4,12 +4,14 @@ namespace Engram.Pipeline.Hosting;
 public sealed record FailureRun(int Attempts, DateTimeOffset Since, string LastError, TimeSpan NextDelay);
 
 /// <summary>
-/// Bounded exponential back-off for a loop that retries on its own when the broker or a database is
-/// away: the first delay, then twice as long each time up to the cap, and back to the start after a
-/// success. It keeps the current run of failures so that health checks can report it.
+/// Bounded exponential back-off with jitter for a loop that retries on its own when the broker or a database is
+/// away. The ceiling starts at <c>first</c> and doubles with each failure up to <c>max</c>; each delay is drawn
+/// between half the ceiling and the ceiling, so that a fleet that lost the broker at the same moment does not come
+/// back in lockstep. A success starts again from <c>first</c>. It keeps the current run of failures for health checks.
 /// </summary>
-public sealed class Backoff(TimeSpan first, TimeSpan max)
+public sealed class Backoff(TimeSpan first, TimeSpan max, Random? random = null)
 {
+    private readonly Random _random = random ?? Random.Shared;
     private volatile FailureRun? _failing;
 
     /// <summary>The failures since the last success, or null while the loop works.</summary>
@@ -19,7 +21,8 @@ public sealed class Backoff(TimeSpan first, TimeSpan max)
     public TimeSpan Failed(Exception error, DateTimeOffset now)
     {
         var attempts = (_failing?.Attempts ?? 0) + 1;
-        var delay = TimeSpan.FromTicks(Math.Min(max.Ticks, first.Ticks << Math.Min(attempts - 1, 30)));
+        var ceiling = Math.Min(max.Ticks, first.Ticks << Math.Min(attempts - 1, 30));
+        var delay = TimeSpan.FromTicks(ceiling / 2 + _random.NextInt64(ceiling / 2 + 1));
         _failing = new FailureRun(attempts, _failing?.Since ?? now, error.Message, delay);
         return delay;
     }

@@ -1,3 +1,5 @@
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -26,6 +28,10 @@ public static class ServiceRunner
             {
                 log.LogCritical("Start-up failed: {Reason}", Describe(e));
                 return 1;
+            }
+            if (host.Services.GetService<IServer>()?.Features.Get<IServerAddressesFeature>() is { Addresses.Count: > 0 } server)
+            {
+                log.LogInformation("Health and metrics on {Addresses}", string.Join(", ", server.Addresses));
             }
             await host.WaitForShutdownAsync();
             return 0;

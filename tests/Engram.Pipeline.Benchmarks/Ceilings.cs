@@ -1,8 +1,8 @@
 using System.Diagnostics;
-using Engram.Pipeline.CloudIngest.Storage.Postgres;
+using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device;
-using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Journal;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;

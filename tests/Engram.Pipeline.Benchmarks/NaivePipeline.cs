@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device;
-using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Journal;
 using MassTransit;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;

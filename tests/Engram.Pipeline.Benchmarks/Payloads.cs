@@ -1,6 +1,6 @@
 using System.Text.Json;
-using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation;
 
 namespace Engram.Pipeline.Benchmarks;
 

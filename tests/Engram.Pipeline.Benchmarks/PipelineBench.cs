@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using Engram.Pipeline.Cli.Simulation;
-using Engram.Pipeline.Device;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;

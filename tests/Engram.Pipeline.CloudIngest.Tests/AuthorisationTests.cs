@@ -1,3 +1,4 @@
+using Engram.Pipeline.Cloud;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Testing;
 using MassTransit;

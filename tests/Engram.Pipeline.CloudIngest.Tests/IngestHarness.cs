@@ -1,14 +1,16 @@
-using Engram.Pipeline.CloudIngest.Authorisation;
-using Engram.Pipeline.CloudIngest.Push;
-using Engram.Pipeline.CloudIngest.Storage;
-using Engram.Pipeline.CloudIngest.Storage.Postgres;
-using Engram.Pipeline.CloudIngest.Storage.Sqlite;
+using Engram.Pipeline.Cloud;
+using Engram.Pipeline.Cloud.Authorisation;
+using Engram.Pipeline.Cloud.Push;
+using Engram.Pipeline.Cloud.Storage;
+using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation.EmbeddedCloud;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using MassTransit.Testing;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -53,15 +55,11 @@ public sealed class IngestHarness : IAsyncDisposable
             _ => throw new ArgumentOutOfRangeException(nameof(backend), backend, "postgres or sqlite"),
         };
         var provider = new ServiceCollection()
+            .AddSingleton<IConfiguration>(new ConfigurationBuilder().Build())
+            .AddCloudLog()
             .AddSingleton(store)
             // The in-memory harness carries no AMQP user_id; authorisation has tests of its own.
             .AddSingleton(Options.Create(options ?? new IngestOptions { AuthoriseDevices = false }))
-            .AddSingleton(TimeProvider.System)
-            .AddMetrics()
-            .AddSingleton<IngestMetrics>()
-            .AddSingleton<PushIngestor>()
-            .AddSingleton<Pull.PullReader>()
-            .AddSingleton<DeviceAuthoriser>()
             .AddMassTransitTestHarness(x => x.AddCloudConsumers())
             .BuildServiceProvider(validateScopes: true);
         var harness = new IngestHarness(provider, query, cleanUp);
@@ -72,7 +70,8 @@ public sealed class IngestHarness : IAsyncDisposable
     private static async Task<(ICloudStore, Func<string, Task<object?>>, Func<Task>)> PostgresAsync(ServersFixture fixture)
     {
         var name = ServersFixture.UniqueName("ingest");
-        var dataSource = NpgsqlDataSource.Create(await fixture.Servers.CreateDatabaseAsync(name));
+        var servers = await fixture.GetAsync();
+        var dataSource = NpgsqlDataSource.Create(await servers.CreateDatabaseAsync(name));
         await new PostgresSchema(dataSource, NullLogger<PostgresSchema>.Instance).EnsureCreatedAsync(CancellationToken.None);
         return (new PostgresCloudStore(dataSource), async sql =>
         {
@@ -81,7 +80,7 @@ public sealed class IngestHarness : IAsyncDisposable
         }, async () =>
         {
             await dataSource.DisposeAsync();
-            await fixture.Servers.DropDatabaseAsync(name);
+            await servers.DropDatabaseAsync(name);
         });
     }
 

@@ -1,4 +1,5 @@
-using Engram.Pipeline.CloudIngest.Push;
+using Engram.Pipeline.Cloud;
+using Engram.Pipeline.Cloud.Push;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Testing;
 using Npgsql;
@@ -23,7 +24,7 @@ public sealed class When_a_payload_holds_numbers_at_the_edge_of_postgresql_numer
     [Fact]
     public async Task The_validator_accepts_exactly_those_jsonb_takes()
     {
-        await using var dataSource = NpgsqlDataSource.Create(servers.Servers.CloudDbAdminConnectionString);
+        await using var dataSource = NpgsqlDataSource.Create((await servers.GetAsync()).CloudDbAdminConnectionString);
         var validator = new BatchValidator(new IngestOptions());
         var disagreements = new List<string>();
         foreach (var number in Numbers)

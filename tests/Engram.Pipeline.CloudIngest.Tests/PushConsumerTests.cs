@@ -1,4 +1,5 @@
-using Engram.Pipeline.CloudIngest.Push;
+using Engram.Pipeline.Cloud;
+using Engram.Pipeline.Cloud.Push;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -247,7 +248,7 @@ public sealed class When_a_device_pulls(ServersFixture servers)
     public async Task A_reader_never_sees_a_later_seq_before_an_earlier_one_commits(string backend)
     {
         await using var ingest = await StartAsync(servers, backend);
-        var store = ingest.Harness.Scope.ServiceProvider.GetRequiredService<Storage.ICloudStore>();
+        var store = ingest.Harness.Scope.ServiceProvider.GetRequiredService<Cloud.Storage.ICloudStore>();
 
         // Device a's transaction takes seqs 1..2 and stays open; device b's must wait for it.
         var a = await store.BeginPushAsync("team", "a", CancellationToken.None);

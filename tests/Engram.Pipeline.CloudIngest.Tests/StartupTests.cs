@@ -1,5 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 using System.Net.Security;
+using Engram.Pipeline.Cloud;
 using Engram.Pipeline.Hosting;
 using MassTransit.RabbitMqTransport.Configuration;
 using Microsoft.Extensions.Configuration;

@@ -1,5 +1,5 @@
 using CsCheck;
-using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.DeviceSync.Journal;
 using Xunit.Abstractions;
 
 namespace Engram.Pipeline.Convergence.Tests;

@@ -1,4 +1,4 @@
-using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.DeviceSync.Journal;
 
 namespace Engram.Pipeline.Convergence.Tests;
 

@@ -1,5 +1,5 @@
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device.Monitoring;
+using Engram.Pipeline.DeviceSync.Monitoring;
 
 namespace Engram.Pipeline.Device.Tests;
 
@@ -115,8 +115,8 @@ public sealed class When_health_counts_the_journal
             Rejected = [new MutationRejection { LocalSeq = seqs[2], Reason = "payload-not-json", Detail = "bad" }],
         }, CancellationToken.None);
 
-        var counts = SyncCounts.Read(device.Database, device.Identity);
+        var counts = SyncCounts.Read(device.Database, device.Identity.Target);
 
-        Assert.Equal(new SyncCounts(Pending: 2, Acked: 2, Rejected: 1, Pulled: 0, Cursor: 2, Head: 2), counts);
+        Assert.Equal(new SyncCounts(Unsent: 2, InFlight: 0, Acked: 2, Rejected: 1, Pulled: 0, Cursor: 2, Head: 2), counts);
     }
 }

@@ -1,5 +1,5 @@
-using Engram.Pipeline.Device.Journal;
-using Engram.Pipeline.Device.Publisher;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Publisher;
 
 namespace Engram.Pipeline.Device.Tests;
 

@@ -1,6 +1,7 @@
-using Engram.Pipeline.Device.Cursor;
-using Engram.Pipeline.Device.Journal;
-using Engram.Pipeline.Device.Storage;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Cursor;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Storage;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 
@@ -16,7 +17,7 @@ public sealed class TestDevice : IAsyncDisposable
         _directory = directory;
         Database = database;
         Identity = identity;
-        Journal = new DeviceJournal(database, identity, new Wakeup(), TimeProvider.System);
+        Journal = new DeviceJournal(database, identity, new Wakeup(TimeProvider.System), TimeProvider.System);
         Reader = new JournalReader(database, identity);
         Cursor = new CursorService(database, identity, TimeProvider.System);
     }

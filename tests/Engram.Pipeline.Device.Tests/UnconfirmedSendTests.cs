@@ -1,5 +1,7 @@
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device.Journal;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.Testing;
 using MassTransit;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -55,11 +57,8 @@ public sealed class When_the_broker_never_confirms_a_send
         try
         {
             await runtime.Journal.RecordAsync([new NewMutation("observation", "upsert", "o1", "{}")], CancellationToken.None);
-            var waited = System.Diagnostics.Stopwatch.StartNew();
-            while ((Volatile.Read(ref pushes) == 0 || Volatile.Read(ref pulls) == 0) && waited.Elapsed < TimeSpan.FromSeconds(20))
-            {
-                await Task.Delay(50);
-            }
+            await Condition.PollUntilAsync(() => Task.FromResult(Volatile.Read(ref pushes) > 0 && Volatile.Read(ref pulls) > 0),
+                TimeSpan.FromSeconds(20));
         }
         finally
         {

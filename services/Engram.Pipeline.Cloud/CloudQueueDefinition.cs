@@ -1,0 +1,38 @@
+using Engram.Pipeline.Cloud.Storage;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Engram.Pipeline.Cloud;
+
+/// <summary>A consumer of one of the cloud's shared queues.</summary>
+public interface ICloudQueueConsumer : IConsumer
+{
+    /// <summary>The queue it consumes (<c>engram-push</c> or <c>engram-pull</c>).</summary>
+    static abstract string Queue { get; }
+}
+
+/// <summary>
+/// <c>engram-push</c> and <c>engram-pull</c>: any number of ingest processes compete for each. Transient database
+/// failures are retried in place; anything else, after the retries, goes to the queue's <c>_error</c> queue with its
+/// exception, never acknowledged and forgotten. So does a message of a type nobody consumes there.
+/// </summary>
+public sealed class CloudQueueDefinition<TConsumer> : ConsumerDefinition<TConsumer>
+    where TConsumer : class, ICloudQueueConsumer
+{
+    private readonly IngestOptions _options;
+
+    public CloudQueueDefinition(IOptions<IngestOptions> options)
+    {
+        _options = options.Value;
+        EndpointName = TConsumer.Queue;
+        ConcurrentMessageLimit = _options.ConcurrentMessageLimit;
+    }
+
+    protected override void ConfigureConsumer(IReceiveEndpointConfigurator endpointConfigurator,
+        IConsumerConfigurator<TConsumer> consumerConfigurator, IRegistrationContext context)
+    {
+        endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
+        endpointConfigurator.UseCloudDatabaseRetry();
+        endpointConfigurator.MoveUnconsumedToErrorQueue();
+    }
+}

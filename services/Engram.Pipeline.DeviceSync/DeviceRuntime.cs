@@ -1,0 +1,80 @@
+using Engram.Pipeline.DeviceSync.Cursor;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Publisher;
+using Engram.Pipeline.DeviceSync.Pull;
+using Engram.Pipeline.DeviceSync.Storage;
+using MassTransit;
+using Microsoft.Data.Sqlite;
+
+namespace Engram.Pipeline.DeviceSync;
+
+/// <summary>
+/// Everything one device is: its database, its record API, the publisher, the cursor service and the
+/// puller. A device process runs one; the embedded simulation runs several on one in-memory bus.
+/// </summary>
+public sealed class DeviceRuntime
+{
+    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, DeviceRoutes routes, PublisherOptions publisher,
+        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
+    {
+        Database = database;
+        Identity = identity;
+        Routes = routes;
+        PublisherWakeup = new Wakeup(clock);
+        PullerWakeup = new Wakeup(clock);
+        Journal = new DeviceJournal(database, identity, PublisherWakeup, clock);
+        Cursor = new CursorService(database, identity, clock);
+        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, routes, publisher,
+            clock, logs.CreateLogger<JournalPublisher>());
+        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, routes, PullerWakeup, puller, clock,
+            logs.CreateLogger<Puller>());
+        _logs = logs;
+    }
+
+    private readonly ILoggerFactory _logs;
+
+    public DeviceDatabase Database { get; }
+    public DeviceIdentity Identity { get; }
+    public DeviceRoutes Routes { get; }
+    public DeviceJournal Journal { get; }
+    public CursorService Cursor { get; }
+    public JournalPublisher Publisher { get; }
+    public Puller Puller { get; }
+    public InFlightWindow Window { get; } = new();
+    /// <summary>Wakes the publisher: a row was recorded or a batch answered.</summary>
+    public Wakeup PublisherWakeup { get; }
+    /// <summary>Wakes the puller: the target's log grew.</summary>
+    public Wakeup PullerWakeup { get; }
+
+    /// <summary>The durable queue this device receives its replies and TargetAdvanced on.</summary>
+    public string QueueName => Contracts.WireNames.DeviceQueue(Identity.DeviceId);
+
+    /// <summary>Puts the cursor service and the TargetAdvanced listener on the device's queue.</summary>
+    public void ConfigureEndpoint(IReceiveEndpointConfigurator endpoint)
+    {
+        // One answer at a time: each is a short SQLite transaction, and order is easier to reason about.
+        // Answers are sent straight to this queue; only TargetAdvanced (a fan-out) needs its exchange bound here.
+        endpoint.ConfigureMessageTopology<Contracts.PushAccepted>(false);
+        endpoint.ConfigureMessageTopology<Contracts.PushRejected>(false);
+        // An own account may not declare the shared TargetAdvanced exchange: the operator bound it.
+        endpoint.ConfigureMessageTopology<Contracts.TargetAdvanced>(!Routes.OwnAccount);
+        // A failed answer goes to this queue's _error queue; nobody listens for Fault events, and an own
+        // account could not declare their exchanges.
+        endpoint.PublishFaults = false;
+        endpoint.ConcurrentMessageLimit = 1;
+        endpoint.PrefetchCount = 16;
+        // Another process (the Engram application) may hold the database's write lock for a while.
+        endpoint.UseMessageRetry(r =>
+        {
+            r.Handle<SqliteException>(e => e.SqliteErrorCode is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED);
+            r.Intervals(100, 500, 2000, 5000);
+        });
+        endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Window, PublisherWakeup, _logs.CreateLogger<PushAcceptedConsumer>()));
+        endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Window, PublisherWakeup, _logs.CreateLogger<PushRejectedConsumer>()));
+        endpoint.Consumer(() => new TargetAdvancedConsumer(Identity, PullerWakeup));
+    }
+
+    /// <summary>Runs the publisher and the puller until <paramref name="stoppingToken"/> fires.</summary>
+    public Task RunAsync(IBus bus, CancellationToken stoppingToken) =>
+        Task.WhenAll(Publisher.RunAsync(bus, stoppingToken), Puller.RunAsync(bus, stoppingToken));
+}

@@ -1,0 +1,92 @@
+using Engram.Pipeline.Contracts;
+using Engram.Pipeline.DeviceSync.Storage;
+using Engram.Pipeline.Hosting;
+using MassTransit;
+
+namespace Engram.Pipeline.DeviceSync.Pull;
+
+/// <summary>
+/// Brings other devices' changes: on TargetAdvanced (or every <see cref="PullerOptions.PollInterval"/>
+/// as a fallback) it asks <c>engram-pull</c> for pages after the unified cursor until it has caught
+/// up with the head.
+/// </summary>
+public sealed partial class Puller(
+    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, DeviceRoutes routes, Wakeup signal,
+    PullerOptions options, TimeProvider clock, ILogger<Puller> log)
+{
+    /// <summary>Retries after a failure, from 1 s up to 30 s apart; health reports a run of failures.</summary>
+    public Backoff Backoff { get; } = new(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
+
+    public async Task RunAsync(IBus bus, CancellationToken stoppingToken)
+    {
+        var client = bus.CreateRequestClient<PullMutations>(routes.Pull,
+            RequestTimeout.After(s: (int)options.RequestTimeout.TotalSeconds));
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await CatchUpAsync(client, stoppingToken);
+                Backoff.Succeeded();
+                await signal.WaitAsync(options.PollInterval, stoppingToken);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (RequestFaultException e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The cloud answered and refused (e.g. not-authorised): asking again at once would be refused again.
+                LogPullRefused(e.Fault?.Exceptions.FirstOrDefault()?.Message ?? e.Message);
+                await signal.WaitAsync(options.PollInterval, stoppingToken);
+            }
+            catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+            {
+                // The broker, the cloud or the database is away; the cursor has not moved, so nothing is skipped.
+                var delay = Backoff.Failed(e, clock.GetUtcNow());
+                LogPullFailed(e, Backoff.Failing!.Attempts, delay);
+                await Task.Delay(delay, clock, stoppingToken);
+            }
+        }
+    }
+
+    /// <summary>Pages until the cursor reaches the head the cloud reports.</summary>
+    public async Task CatchUpAsync(IRequestClient<PullMutations> client, CancellationToken ct)
+    {
+        while (true)
+        {
+            var cursor = await ReadCursorAsync(ct);
+            // The request timeout counts from the send; a send whose connection dies can wait for the broker's
+            // confirm for ever, so the whole request gets the same deadline.
+            using var unanswered = new CancellationTokenSource(options.RequestTimeout, clock);
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unanswered.Token);
+            var response = await client.GetResponse<MutationsPage>(new PullMutations
+            {
+                TargetKey = identity.Target, DeviceId = identity.DeviceId, AfterSeq = cursor, Limit = options.PageSize,
+            }, deadline.Token);
+            var result = await applier.ApplyAsync(response.Message, ct);
+            LogPage(cursor, response.Message.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
+            if (result.Cursor >= result.Head || result.Cursor == cursor)
+            {
+                return;
+            }
+        }
+    }
+
+    private async Task<long> ReadCursorAsync(CancellationToken ct)
+    {
+        await using var connection = await database.OpenAsync(ct);
+        await using var select = connection.CreateCommand();
+        select.CommandText = "SELECT unified_cursor FROM sync_state WHERE target_key = $target";
+        select.Parameters.AddWithValue("$target", identity.Target);
+        return await select.ExecuteScalarAsync(ct) as long? ?? 0;
+    }
+
+    [LoggerMessage(LogLevel.Debug, "Pulled after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
+    private partial void LogPage(long afterSeq, int rows, int applied, int own, long cursor, long head);
+
+    [LoggerMessage(LogLevel.Error, "The cloud refused a pull: {Reason}; asking again at the next poll")]
+    private partial void LogPullRefused(string reason);
+
+    [LoggerMessage(LogLevel.Warning, "Pulling failed (attempt {Attempts}); retrying in {Delay}")]
+    private partial void LogPullFailed(Exception exception, int attempts, TimeSpan delay);
+}

@@ -1,0 +1,290 @@
+using System.Globalization;
+using Engram.Pipeline.Cloud;
+using Engram.Pipeline.Cloud.Storage;
+using Engram.Pipeline.Cloud.Storage.Postgres;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.Simulation.EmbeddedCloud;
+using MassTransit;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace Engram.Pipeline.Simulation;
+
+/// <summary>
+/// What to run. With a broker and a cloud database it runs against them; with neither it runs on the
+/// embedded default: MassTransit's in-memory transport and a SQLite cloud store in the work directory.
+/// </summary>
+public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string WorkDirectory)
+{
+    public bool Embedded => RabbitMqUri is null;
+
+    /// <summary>Competing cloud ingest processes (with RabbitMQ; the embedded bus has one).</summary>
+    public int IngestProcesses { get; init; } = 1;
+
+    /// <summary>Extra configuration for every device (e.g. Publisher:ResendAfter).</summary>
+    public IReadOnlyDictionary<string, string?> DeviceSettings { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>
+    /// Extra configuration for every ingest process. By default devices are not authorised
+    /// (Ingest:AuthoriseDevices false): the simulated fleet shares one trusted broker account.
+    /// </summary>
+    public IReadOnlyDictionary<string, string?> IngestSettings { get; init; } = new Dictionary<string, string?>();
+
+    /// <summary>
+    /// The nodes (<c>host:port</c>) of a clustered broker, whose user, password and virtual host
+    /// <see cref="RabbitMqUri"/> names. The hosts are spread over them in turn, each failing over to the others.
+    /// </summary>
+    public IReadOnlyList<string> RabbitMqNodes { get; init; } = [];
+
+    public LogLevel LogLevel { get; init; } = LogLevel.Warning;
+}
+
+/// <summary>One device: its database file, its identity and everything it runs.</summary>
+public sealed record DeviceNode(string DeviceId, string Target, string DatabasePath, DeviceRuntime Runtime)
+{
+    public DeviceJournal Journal => Runtime.Journal;
+}
+
+/// <summary>
+/// Cloud ingest and devices hosted side by side in this process, built by the same code the real
+/// executables run. With RabbitMQ every ingest process and every device is a host of its own with
+/// its own broker connection; embedded, they share one in-memory bus.
+/// </summary>
+public sealed class PipelineCluster : IAsyncDisposable
+{
+    private readonly ClusterSettings _settings;
+    private readonly List<IHost> _ingest = [];
+    private readonly List<IHost> _deviceHosts = [];
+    private readonly List<DeviceNode> _devices = [];
+    private readonly List<Task> _embeddedDevices = [];
+    private readonly CancellationTokenSource _stopping = new();
+
+    private readonly NpgsqlDataSource? _cloudDataSource;
+    private int _hostsBuilt;
+
+    public PipelineCluster(ClusterSettings settings)
+    {
+        if (settings.RabbitMqUri is null != settings.CloudDb is null)
+        {
+            throw new ArgumentException("Give both a broker and a cloud database, or neither for the embedded default.", nameof(settings));
+        }
+        _settings = settings;
+        if (settings.CloudDb is { } cloudDb)
+        {
+            _cloudDataSource = NpgsqlDataSource.Create(cloudDb);
+            Cloud = new PostgresCloudStore(_cloudDataSource);
+        }
+        else
+        {
+            Cloud = new SqliteCloudStore(Path.Combine(settings.WorkDirectory, "cloud.db"));
+        }
+    }
+
+    public ClusterSettings Settings => _settings;
+
+    public IReadOnlyList<IHost> Ingest => _ingest;
+
+    public IReadOnlyList<DeviceNode> Devices => _devices;
+
+    /// <summary>The cloud log, read through the same kind of store the ingest writes with.</summary>
+    public ICloudStore Cloud { get; }
+
+    public async Task StartIngestAsync(CancellationToken ct)
+    {
+        if (_settings.Embedded)
+        {
+            var host = Build(IngestValues(), (services, _) =>
+            {
+                services.AddCloudLog();
+                services.AddSingleton(Cloud);
+                services.AddMassTransit(bus =>
+                {
+                    bus.AddCloudConsumers();
+                    bus.UsingInMemory((context, cfg) => cfg.ConfigureEndpoints(context));
+                });
+            });
+            await host.StartAsync(ct);
+            _ingest.Add(host);
+            return;
+        }
+        for (var i = 0; i < _settings.IngestProcesses; i++)
+        {
+            var host = Build(IngestValues(), (services, configuration) => services.AddCloudIngest(configuration));
+            await host.StartAsync(ct);
+            _ingest.Add(host);
+        }
+    }
+
+    /// <summary>Starts a device; with RabbitMQ it connects as <paramref name="account"/> if given (its own account), else as the cluster's.</summary>
+    public async Task<DeviceNode> StartDeviceAsync(string deviceId, string target, CancellationToken ct, Uri? account = null)
+    {
+        var path = Path.Combine(_settings.WorkDirectory, $"{deviceId}.db");
+        var values = new Dictionary<string, string?>(_settings.DeviceSettings)
+        {
+            ["ConnectionStrings:DeviceDb"] = $"Data Source={path}",
+            ["Device:Id"] = deviceId,
+            ["Device:Target"] = target,
+        };
+        if (account is not null)
+        {
+            values["RabbitMq:Uri"] = account.ToString();
+        }
+        DeviceRuntime runtime;
+        if (_settings.Embedded)
+        {
+            // Devices join the one in-memory bus; their options come from the same configuration keys.
+            var shared = _ingest[0].Services;
+            var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+            runtime = DeviceServices.CreateRuntime($"Data Source={path}",
+                Bind<DeviceOptions>(configuration, DeviceOptions.Section),
+                Bind<PublisherOptions>(configuration, PublisherOptions.Section),
+                Bind<PullerOptions>(configuration, PullerOptions.Section),
+                shared.GetRequiredService<TimeProvider>(), shared.GetRequiredService<ILoggerFactory>());
+            var bus = shared.GetRequiredService<IBus>();
+            var handle = bus.ConnectReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
+            await handle.Ready.WaitAsync(ct);
+            _embeddedDevices.Add(Task.Run(() => runtime.RunAsync(bus, _stopping.Token), CancellationToken.None));
+        }
+        else
+        {
+            var host = Build(values, (services, configuration) => services.AddDevice(configuration));
+            await host.StartAsync(ct);
+            _deviceHosts.Add(host);
+            runtime = host.Services.GetRequiredService<DeviceRuntime>();
+        }
+        var node = new DeviceNode(deviceId, target, path, runtime);
+        _devices.Add(node);
+        return node;
+    }
+
+    /// <summary>
+    /// Waits for quiescence: no device has a journal row the cloud has not answered, and every
+    /// device's cursor has reached its target's head.
+    /// </summary>
+    public async Task WaitUntilSettledAsync(TimeSpan deadline, CancellationToken ct, bool untilCursorsAtHead = true)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(deadline);
+        try
+        {
+            while (await LagAsync(untilCursorsAtHead, timeout.Token) is var (pending, behind) && pending + behind > 0)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100), timeout.Token);
+            }
+        }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            var (pending, behind) = await LagAsync(untilCursorsAtHead, ct);
+            throw new TimeoutException(
+                $"After {deadline.TotalSeconds:0} s, {pending} journal rows were still unanswered and {behind} cloud seqs not yet pulled.");
+        }
+    }
+
+    /// <summary>Journal rows still unanswered, and seqs between the devices' cursors and their heads.</summary>
+    public async Task<(long Pending, long Behind)> LagAsync(bool includeCursors, CancellationToken ct)
+    {
+        long pending = 0, behind = 0;
+        // One head per target, however many devices share it.
+        var heads = new Dictionary<string, long>();
+        foreach (var device in _devices)
+        {
+            pending += await PendingAsync(device.DatabasePath, ct);
+            if (includeCursors)
+            {
+                var cursor = await CursorAsync(device.DatabasePath, device.Target, ct);
+                if (!heads.TryGetValue(device.Target, out var head))
+                {
+                    heads[device.Target] = head = await Cloud.HeadAsync(device.Target, ct);
+                }
+                behind += Math.Max(0, head - cursor);
+            }
+        }
+        return (pending, behind);
+    }
+
+    /// <summary>Journal rows of the device database at <paramref name="databasePath"/> the cloud has not answered yet.</summary>
+    public static async Task<long> PendingAsync(string databasePath, CancellationToken ct)
+    {
+        await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
+        await connection.OpenAsync(ct);
+        await using var count = connection.CreateCommand();
+        count.CommandText = """
+            SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_pending
+            WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
+            """;
+        return (long)(await count.ExecuteScalarAsync(ct))!;
+    }
+
+    /// <summary>The unified cursor of <paramref name="target"/> in the device database at <paramref name="databasePath"/>.</summary>
+    public static async Task<long> CursorAsync(string databasePath, string target, CancellationToken ct)
+    {
+        await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
+        await connection.OpenAsync(ct);
+        await using var select = connection.CreateCommand();
+        select.CommandText = "SELECT COALESCE(MAX(unified_cursor), 0) FROM sync_state WHERE target_key = $target";
+        select.Parameters.AddWithValue("$target", target);
+        return (long)(await select.ExecuteScalarAsync(ct))!;
+    }
+
+    private IHost Build(Dictionary<string, string?> values, Action<IServiceCollection, IConfiguration> addService)
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        var all = new Dictionary<string, string?>(values);
+        if (!_settings.Embedded)
+        {
+            all.TryAdd("RabbitMq:Uri", _settings.RabbitMqUri!.ToString());
+            all.TryAdd("ConnectionStrings:CloudDb", _settings.CloudDb);
+            if (_settings.RabbitMqNodes is { Count: > 0 } nodes)
+            {
+                // This host's node first, then the others in order, as a load balancer would spread them.
+                var first = _hostsBuilt++ % nodes.Count;
+                var node = nodes[first].Split(':');
+                all["RabbitMq:Uri"] = new UriBuilder(_settings.RabbitMqUri) { Host = node[0], Port = int.Parse(node[1], CultureInfo.InvariantCulture) }
+                    .Uri.ToString();
+                all["RabbitMq:ClusterNodes"] = string.Join(',', nodes.Skip(first + 1).Concat(nodes.Take(first)));
+            }
+        }
+        builder.Configuration.AddInMemoryCollection(all);
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);
+        addService(builder.Services, builder.Configuration);
+        return builder.Build();
+    }
+
+    private Dictionary<string, string?> IngestValues()
+    {
+        var values = new Dictionary<string, string?>(_settings.IngestSettings);
+        values.TryAdd("Ingest:AuthoriseDevices", "false");
+        return values;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync();
+        await Task.WhenAll(_embeddedDevices);
+        foreach (var host in _deviceHosts.Concat(_ingest))
+        {
+            try
+            {
+                await host.StopAsync(TimeSpan.FromSeconds(10));
+            }
+            finally
+            {
+                host.Dispose();
+            }
+        }
+        _stopping.Dispose();
+        if (_cloudDataSource is not null)
+        {
+            await _cloudDataSource.DisposeAsync();
+        }
+        SqliteConnection.ClearAllPools();
+    }
+
+    private static T Bind<T>(IConfiguration configuration, string section) where T : new() =>
+        configuration.GetSection(section).Get<T>() ?? new T();
+}
