@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
-using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 using Xunit.Abstractions;
@@ -28,7 +28,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
     {
         await using var broker = await LocalRabbitCluster.StartAsync(Nodes);
         var name = ServersFixture.UniqueName("cluster");
-        var cloudDb = await servers.Servers.CreateDatabaseAsync(name);
+        var cloudDb = await (await servers.GetAsync()).CreateDatabaseAsync(name);
         var work = Directory.CreateTempSubdirectory($"engram-{name}-");
         try
         {
@@ -48,7 +48,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
         }
         finally
         {
-            await servers.Servers.DropDatabaseAsync(name);
+            await (await servers.GetAsync()).DropDatabaseAsync(name);
             work.Delete(recursive: true);
         }
     }

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Globalization;
-using Engram.Pipeline.Cli.Simulation;
-using Engram.Pipeline.Cli.Verification;
-using Engram.Pipeline.CloudIngest.Storage.Postgres;
-using Engram.Pipeline.Device;
+using Engram.Pipeline.Cloud.Storage.Postgres;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -23,8 +23,8 @@ namespace Engram.Pipeline.Integration.Tests;
 /// CI runs 6 rounds: the first five are the five faults in a seeded order. A long run:
 /// <c>ENGRAM_FAULT_ROUNDS=60 dotnet test tests/Engram.Pipeline.Integration.Tests --filter "FullyQualifiedName~crash"</c>;
 /// <c>ENGRAM_FAULT_SEED</c> replays the schedule of a run (the test prints its seed).
+/// It needs none of the shared servers, so it runs beside the scenarios that share them.
 /// </remarks>
-[Collection(ServersFixture.Collection)]
 public sealed class When_processes_crash_and_servers_restart_under_load(ITestOutputHelper output)
 {
     private const string Target = "faults";
@@ -199,21 +199,15 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
                    COALESCE((SELECT cloud_head > unified_cursor FROM sync_state WHERE target_key = $target), 0)
             """;
         select.Parameters.AddWithValue("$target", Target);
-        var clock = Stopwatch.StartNew();
-        while (true)
+        bool inFlight = false, behind = false;
+        await Condition.PollUntilAsync(async () =>
         {
-            bool inFlight, behind;
-            await using (var reader = await select.ExecuteReaderAsync())
-            {
-                await reader.ReadAsync();
-                (inFlight, behind) = (reader.GetBoolean(0), reader.GetBoolean(1));
-            }
-            if ((aimAtPuller ? behind : inFlight) || clock.Elapsed > TimeSpan.FromSeconds(3))
-            {
-                return (inFlight, behind);
-            }
-            await Task.Delay(5);
-        }
+            await using var reader = await select.ExecuteReaderAsync();
+            await reader.ReadAsync();
+            (inFlight, behind) = (reader.GetBoolean(0), reader.GetBoolean(1));
+            return aimAtPuller ? behind : inFlight;
+        }, TimeSpan.FromSeconds(3), TimeSpan.FromMilliseconds(5));
+        return (inFlight, behind);
     }
 
     /// <summary>Lost: local journal rows with neither a mapping nor a rejection. Duplicated: cloud rows beyond one per (device, local seq).</summary>

@@ -1,6 +1,6 @@
 using System.Text.Json;
-using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using OpenQA.Selenium;
 using OpenQA.Selenium.Chrome;
@@ -93,18 +93,16 @@ public sealed class When_an_operator_watches_the_management_ui(ServersFixture se
     private static async Task<Dictionary<string, JsonElement>> WaitForQueuesAsync(
         PipelineWorld world, Func<Dictionary<string, JsonElement>, bool> ready)
     {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        while (true)
+        var queues = new Dictionary<string, JsonElement>();
+        // The management API refreshes its statistics every few seconds.
+        await Condition.WaitUntilAsync(async () =>
         {
             using var document = await world.Servers.GetManagementAsync($"api/queues/{Uri.EscapeDataString(world.VirtualHost)}");
-            var queues = document.RootElement.EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!, q => q.Clone());
-            if (ready(queues))
-            {
-                return queues;
-            }
-            // The management API refreshes its statistics every few seconds.
-            await Task.Delay(500, deadline.Token);
-        }
+            queues = document.RootElement.EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!, q => q.Clone());
+            return ready(queues);
+        }, TimeSpan.FromSeconds(60), "the management API shows the queues and their traffic",
+            () => Task.FromResult(string.Join(", ", queues.Keys)), TimeSpan.FromMilliseconds(500));
+        return queues;
     }
 
     private static long Stat(Dictionary<string, JsonElement> queues, string queue, string stat) =>

@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
-using Engram.Pipeline.Cli.DeviceUsers;
-using Engram.Pipeline.Cli.Simulation;
-using Engram.Pipeline.Cli.Verification;
-using Engram.Pipeline.CloudIngest.Storage.Postgres;
+using Engram.Pipeline.Cloud.Authorisation;
+using Engram.Pipeline.Cloud.Storage.Postgres;
+using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -44,23 +44,28 @@ public sealed class PipelineWorld : IAsyncDisposable
     public string WorkDirectory => _work.FullName;
 
     public static async Task<PipelineWorld> CreateAsync(ServersFixture fixture, string scenario, int ingestProcesses,
-        IReadOnlyDictionary<string, string?>? deviceSettings = null, string backend = Backends.RabbitMq)
+        IReadOnlyDictionary<string, string?>? deviceSettings = null, string backend = Backends.RabbitMq) =>
+        await CreateAsync(backend == Backends.RabbitMq ? await fixture.GetAsync() : null, scenario, ingestProcesses, deviceSettings);
+
+    /// <summary>A world on <paramref name="servers"/>, or on the embedded default when there are none.</summary>
+    public static async Task<PipelineWorld> CreateAsync(TestServers? servers, string scenario, int ingestProcesses,
+        IReadOnlyDictionary<string, string?>? deviceSettings = null)
     {
         var name = ServersFixture.UniqueName(scenario);
         var work = Directory.CreateTempSubdirectory($"engram-{name}-");
         Uri? rabbit = null;
         string? cloudDb = null;
-        if (backend == Backends.RabbitMq)
+        if (servers is not null)
         {
-            rabbit = await fixture.Servers.CreateVirtualHostAsync(name);
-            cloudDb = await fixture.Servers.CreateDatabaseAsync(name);
+            rabbit = await servers.CreateVirtualHostAsync(name);
+            cloudDb = await servers.CreateDatabaseAsync(name);
         }
         var cluster = new PipelineCluster(new ClusterSettings(rabbit, cloudDb, work.FullName)
         {
             IngestProcesses = ingestProcesses,
             DeviceSettings = deviceSettings ?? new Dictionary<string, string?>(),
         });
-        return new PipelineWorld(backend == Backends.RabbitMq ? fixture.Servers : null, name, work, cluster);
+        return new PipelineWorld(servers, name, work, cluster);
     }
 
     /// <summary>Checks I1–I6 from the databases and fails with every verdict if one fails.</summary>

@@ -1,9 +1,9 @@
-using Engram.Pipeline.Cli.Simulation;
-using Engram.Pipeline.CloudIngest.Push;
+using Engram.Pipeline.Cloud.Push;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device;
-using Engram.Pipeline.Device.Journal;
-using Engram.Pipeline.Device.Storage;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Storage;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using Microsoft.Data.Sqlite;
@@ -105,7 +105,7 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
         var path = Path.Combine(world.WorkDirectory, "device-a.db");
         var database = new DeviceDatabase($"Data Source={path}");
         var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
-        var journal = new DeviceJournal(database, identity, new Wakeup(), TimeProvider.System);
+        var journal = new DeviceJournal(database, identity, new Wakeup(TimeProvider.System), TimeProvider.System);
         await journal.RecordAsync(new Workload("device-a", seed: 5).Next(800), CancellationToken.None);
 
         // ...the cloud commits its first 300 and the reply never leaves (the ingest process died before replying)...
@@ -253,13 +253,8 @@ public sealed class When_sent_batches_are_lost_before_the_cloud_sees_them(Server
         // With no ingest running, the batches wait in engram-push; then the broker loses them.
         await device.Journal.RecordAsync(new Workload("device-a", seed: 21).Next(1_000), CancellationToken.None);
         var window = device.Runtime.Window;
-        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
-        {
-            while (window.Mutations < 1_000)
-            {
-                await Task.Delay(20, deadline.Token);
-            }
-        }
+        await Condition.WaitUntilAsync(() => window.Mutations == 1_000, TimeSpan.FromSeconds(30), "all 1,000 mutations sent and in flight",
+            TimeSpan.FromMilliseconds(20));
         // Two batches of 500 were waiting, and by the time the management API counts them (its figures
         // lag by seconds) the publisher may have sent them again: all of them are lost.
         Assert.True(await world.PurgeQueueAsync(WireNames.PushQueue) >= 1);

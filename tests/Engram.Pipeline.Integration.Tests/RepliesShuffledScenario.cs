@@ -1,11 +1,11 @@
 using System.Collections.Concurrent;
-using Engram.Pipeline.Cli.Simulation;
-using Engram.Pipeline.Cli.Verification;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Device;
-using Engram.Pipeline.Device.Cursor;
-using Engram.Pipeline.Device.Journal;
-using Engram.Pipeline.Device.Storage;
+using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Cursor;
+using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Storage;
+using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using Microsoft.Data.Sqlite;
@@ -48,7 +48,6 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
         {
             // One batch at a time, as the chain requires when nobody resends an overtaking batch.
             var push = await capture.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
-            using var deadline = new CancellationTokenSource(TimeSpan.FromMinutes(1));
             long? after = null;
             while (await inOrder.Reader.ReadBatchAsync(after, 100, int.MaxValue, CancellationToken.None) is { } batch)
             {
@@ -56,10 +55,9 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
                 {
                     TargetKey = "team", DeviceId = "device-a", PreviousLocalSeq = batch.PreviousLocalSeq, Mutations = batch.Mutations,
                 }, context => context.ResponseAddress = new Uri("queue:capture-replies"));
-                while (!answers.Any(a => a.Mappings.Any(m => m.LocalSeq == batch.LastSeq) || a.Rejected.Any(r => r.LocalSeq == batch.LastSeq)))
-                {
-                    await Task.Delay(20, deadline.Token);
-                }
+                await Condition.WaitUntilAsync(
+                    () => answers.Any(a => a.Mappings.Any(m => m.LocalSeq == batch.LastSeq) || a.Rejected.Any(r => r.LocalSeq == batch.LastSeq)),
+                    TimeSpan.FromMinutes(1), $"the answer to the batch ending at local seq {batch.LastSeq}", TimeSpan.FromMilliseconds(20));
                 after = batch.LastSeq;
             }
         }
@@ -90,7 +88,7 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
     {
         var database = new DeviceDatabase($"Data Source={path}");
         var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
-        return new DeviceCopy(database, new DeviceJournal(database, identity, new Wakeup(), TimeProvider.System),
+        return new DeviceCopy(database, new DeviceJournal(database, identity, new Wakeup(TimeProvider.System), TimeProvider.System),
             new JournalReader(database, identity), new CursorService(database, identity, TimeProvider.System));
     }
 

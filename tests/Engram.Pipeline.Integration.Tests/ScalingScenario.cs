@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using Xunit.Abstractions;
 

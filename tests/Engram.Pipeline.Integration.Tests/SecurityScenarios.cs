@@ -1,7 +1,7 @@
 using System.Text;
-using Engram.Pipeline.Cli.DeviceUsers;
-using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Cloud.Authorisation;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using Npgsql;

@@ -1,19 +1,36 @@
-using Engram.Pipeline.Cli.Simulation;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using Xunit.Abstractions;
 
 namespace Engram.Pipeline.Integration.Tests;
 
 [Collection(ServersFixture.Collection)]
-public sealed class When_four_devices_simulate_ten_thousand_mutations_each(ServersFixture servers, ITestOutputHelper output)
+public sealed class When_four_devices_simulate_ten_thousand_mutations_each_through_rabbitmq_and_postgresql(
+    ServersFixture servers, ITestOutputHelper output)
 {
-    [Theory]
-    [InlineData(Backends.RabbitMq)]
-    [InlineData(Backends.Embedded)]
-    public async Task Every_invariant_passes_and_the_devices_converge(string backend)
+    [Fact]
+    public async Task Every_invariant_passes_and_the_devices_converge()
     {
-        await using var world = await PipelineWorld.CreateAsync(servers, "simulate", ingestProcesses: 3, backend: backend);
+        await using var world = await PipelineWorld.CreateAsync(servers, "simulate", ingestProcesses: 3);
+        await FourDevices.SimulateAsync(world, output);
+    }
+}
 
+/// <summary>Needs no server, so it runs beside the scenarios that share them.</summary>
+public sealed class When_four_devices_simulate_ten_thousand_mutations_each_on_the_embedded_default(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Every_invariant_passes_and_the_devices_converge()
+    {
+        await using var world = await PipelineWorld.CreateAsync(servers: null, "simulate", ingestProcesses: 1);
+        await FourDevices.SimulateAsync(world, output);
+    }
+}
+
+internal static class FourDevices
+{
+    public static async Task SimulateAsync(PipelineWorld world, ITestOutputHelper output)
+    {
         var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 4, MutationsPerDevice: 10_000),
             progress: null, CancellationToken.None);
 
@@ -21,7 +38,7 @@ public sealed class When_four_devices_simulate_ten_thousand_mutations_each(Serve
         {
             output.WriteLine($"{(verdict.Pass ? "PASS" : "FAIL")} {verdict.Name}: {verdict.Detail}");
         }
-        output.WriteLine($"{backend}: {report.MutationsPerSecond:0} mutations/s, to accepted p50 {report.ToAccepted.P50:0} ms " +
+        output.WriteLine($"{report.MutationsPerSecond:0} mutations/s, to accepted p50 {report.ToAccepted.P50:0} ms " +
                          $"p99 {report.ToAccepted.P99:0} ms, to visible p50 {report.ToVisible.P50:0} ms p99 {report.ToVisible.P99:0} ms");
         Assert.Equal(6, report.Verdicts.Count);
         Assert.True(report.Pass, string.Join('\n', report.Verdicts.Select(v => $"{v.Name}: {v.Detail}")));

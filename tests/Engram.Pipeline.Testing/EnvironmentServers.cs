@@ -9,6 +9,14 @@ internal static class EnvironmentServers
 
     public static string Description => $"{RabbitMqUriVariable}, {ManagementUriVariable} and {CloudDbVariable}";
 
+    /// <summary>The variables that name <paramref name="endpoints"/>, for a program of the repository to use the same servers.</summary>
+    public static Dictionary<string, string> Variables(ServerEndpoints endpoints) => new()
+    {
+        [RabbitMqUriVariable] = endpoints.RabbitMqUri.ToString(),
+        [ManagementUriVariable] = endpoints.ManagementUri.ToString(),
+        [CloudDbVariable] = endpoints.CloudDbAdminConnectionString,
+    };
+
     /// <summary>Reads the variables; null when none is set.</summary>
     /// <exception cref="InvalidOperationException">Only some are set, or a URI is malformed.</exception>
     public static ServerEndpoints? TryRead()

@@ -47,7 +47,7 @@ public sealed class LocalRabbitCluster : IAsyncDisposable
     {
         var scripts = Path.Combine(RepositoryRoot.Find(), "infra", "local");
         var state = Directory.CreateTempSubdirectory("engram-cluster-").FullName;
-        var up = await ScriptRunner.RunAsync(Path.Combine(scripts, "cluster-up.sh"), [state, nodes.ToString(CultureInfo.InvariantCulture)], _scriptTimeout);
+        var up = await ProgramRunner.RunScriptAsync(Path.Combine(scripts, "cluster-up.sh"), [state, nodes.ToString(CultureInfo.InvariantCulture)], _scriptTimeout);
         if (up.ExitCode != 0)
         {
             await StopAsync(scripts, state);
@@ -76,7 +76,7 @@ public sealed class LocalRabbitCluster : IAsyncDisposable
     /// <summary>Kills one node (SIGKILL, as a crash would); the others keep running.</summary>
     public async Task KillAsync(RabbitNode node)
     {
-        var kill = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "cluster-down.sh"),
+        var kill = await ProgramRunner.RunScriptAsync(Path.Combine(_scriptsDirectory, "cluster-down.sh"),
             [_stateDirectory, "--kill-node", node.Number.ToString(CultureInfo.InvariantCulture)], _scriptTimeout);
         if (kill.ExitCode != 0)
         {
@@ -93,7 +93,7 @@ public sealed class LocalRabbitCluster : IAsyncDisposable
 
     private static async Task StopAsync(string scripts, string state)
     {
-        var down = await ScriptRunner.RunAsync(Path.Combine(scripts, "cluster-down.sh"), [state, "--purge"], _scriptTimeout);
+        var down = await ProgramRunner.RunScriptAsync(Path.Combine(scripts, "cluster-down.sh"), [state, "--purge"], _scriptTimeout);
         if (Directory.Exists(state))
         {
             Directory.Delete(state, recursive: true);

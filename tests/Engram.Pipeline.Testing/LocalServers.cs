@@ -36,7 +36,7 @@ internal sealed class LocalServers : IAsyncDisposable
     /// <summary>Stops one server (<c>rabbitmq</c> or <c>postgres</c>, keeping its data) with down.sh.</summary>
     public async Task StopAsync(string server)
     {
-        var down = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "down.sh"), [_stateDirectory, server], _scriptTimeout);
+        var down = await ProgramRunner.RunScriptAsync(Path.Combine(_scriptsDirectory, "down.sh"), [_stateDirectory, server], _scriptTimeout);
         if (down.ExitCode != 0)
         {
             throw new InvalidOperationException($"down.sh {_stateDirectory} {server} failed ({down.Describe()}):{Environment.NewLine}{down.Output}");
@@ -46,7 +46,7 @@ internal sealed class LocalServers : IAsyncDisposable
     /// <summary>Runs up.sh (which starts whichever server is stopped) and reads the endpoints from the env file it writes.</summary>
     public async Task<ServerEndpoints> UpAsync()
     {
-        var up = await ScriptRunner.RunAsync(Path.Combine(_scriptsDirectory, "up.sh"), [_stateDirectory], _scriptTimeout, _environment);
+        var up = await ProgramRunner.RunScriptAsync(Path.Combine(_scriptsDirectory, "up.sh"), [_stateDirectory], _scriptTimeout, _environment);
         if (up.ExitCode != 0)
         {
             throw new InvalidOperationException($"up.sh {_stateDirectory} failed ({up.Describe()}):{Environment.NewLine}{up.Output}");
@@ -66,7 +66,7 @@ internal sealed class LocalServers : IAsyncDisposable
     /// <summary>Runs down.sh --purge, which stops both servers and deletes the state directory.</summary>
     public async ValueTask DisposeAsync()
     {
-        var down = await ScriptRunner.RunAsync(
+        var down = await ProgramRunner.RunScriptAsync(
             Path.Combine(_scriptsDirectory, "down.sh"), [_stateDirectory, "--purge"], _scriptTimeout);
         if (Directory.Exists(_stateDirectory))
         {

@@ -22,4 +22,16 @@ public static class RepositoryRoot
 
         throw new InvalidOperationException($"No {SolutionFile} found in or above {string.Join(" or ", starts)}.");
     }
+
+    /// <summary>
+    /// The built <c>.dll</c> of one of the repository's programs (<paramref name="projectDirectory"/> relative to the root), in
+    /// the configuration these tests were built in: building the solution builds it.
+    /// </summary>
+    public static string BuiltAssembly(string projectDirectory, string assemblyName)
+    {
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}",
+            StringComparison.Ordinal) ? "Release" : "Debug";
+        var dll = Path.Combine(Find(), projectDirectory, "bin", configuration, "net10.0", assemblyName + ".dll");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException($"{dll} is not built; build the solution first.", dll);
+    }
 }

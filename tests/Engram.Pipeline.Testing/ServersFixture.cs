@@ -4,7 +4,8 @@ using Xunit;
 namespace Engram.Pipeline.Testing;
 
 /// <summary>
-/// xunit fixture owning one <see cref="TestServers"/> for a test collection. A test project declares
+/// xunit fixture owning one <see cref="TestServers"/> for a test collection, started on first use, so that a run of
+/// only the tests that need no server (the embedded backend, say) starts none. A test project declares
 /// <c>[CollectionDefinition(ServersFixture.Collection)] public sealed class ServersCollection : ICollectionFixture&lt;ServersFixture&gt;;</c>
 /// and marks its test classes <c>[Collection(ServersFixture.Collection)]</c>; each class then creates its own
 /// virtual host and database, named with <see cref="UniqueName"/>.
@@ -14,10 +15,10 @@ public sealed class ServersFixture : IAsyncLifetime
     /// <summary>Name of the test collection that shares the servers.</summary>
     public const string Collection = "servers";
 
-    private TestServers? _servers;
+    private readonly Lazy<Task<TestServers>> _servers = new(TestServers.StartAsync);
 
-    /// <summary>The servers; available once xunit has initialized the fixture.</summary>
-    public TestServers Servers => _servers ?? throw new InvalidOperationException("The fixture has not been initialized.");
+    /// <summary>The servers, started by the first caller.</summary>
+    public Task<TestServers> GetAsync() => _servers.Value;
 
     /// <summary>
     /// A short lowercase name, valid as both a RabbitMQ virtual host and an unquoted PostgreSQL
@@ -38,14 +39,14 @@ public sealed class ServersFixture : IAsyncLifetime
     }
 
     /// <inheritdoc />
-    public async Task InitializeAsync() => _servers = await TestServers.StartAsync();
+    public Task InitializeAsync() => Task.CompletedTask;
 
     /// <inheritdoc />
     public async Task DisposeAsync()
     {
-        if (_servers is not null)
+        if (_servers.IsValueCreated)
         {
-            await _servers.DisposeAsync();
+            await (await _servers.Value).DisposeAsync();
         }
     }
 }

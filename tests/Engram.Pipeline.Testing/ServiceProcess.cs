@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 
 namespace Engram.Pipeline.Testing;
 
@@ -48,14 +46,8 @@ public sealed class ServiceProcess : IAsyncDisposable
     /// <summary>Starts <c>services/{project}</c> and waits until its /health/ready says Healthy.</summary>
     public static async Task<ServiceProcess> StartAsync(string project, IReadOnlyDictionary<string, string> environment, TimeSpan deadline)
     {
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}",
-            StringComparison.Ordinal) ? "Release" : "Debug";
-        var dll = Path.Combine(RepositoryRoot.Find(), "services", project, "bin", configuration, "net10.0", project + ".dll");
-        if (!File.Exists(dll))
-        {
-            throw new FileNotFoundException($"{dll} is not built; build the solution first.", dll);
-        }
-        var url = new Uri($"http://127.0.0.1:{FreePort()}/");
+        var dll = RepositoryRoot.BuiltAssembly($"services/{project}", project);
+        var url = new Uri($"http://127.0.0.1:{LocalPorts.Free()}/");
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { dll },
@@ -76,8 +68,7 @@ public sealed class ServiceProcess : IAsyncDisposable
         process.BeginErrorReadLine();
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        var stopwatch = Stopwatch.StartNew();
-        while (true)
+        var ready = await Condition.PollUntilAsync(async () =>
         {
             if (process.HasExited)
             {
@@ -86,22 +77,20 @@ public sealed class ServiceProcess : IAsyncDisposable
             try
             {
                 using var response = await http.GetAsync(new Uri(url, "health/ready"));
-                if (response.IsSuccessStatusCode)
-                {
-                    return service;
-                }
+                return response.IsSuccessStatusCode;
             }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
             {
                 // Not listening yet, or not answering within the client's timeout.
+                return false;
             }
-            if (stopwatch.Elapsed > deadline)
-            {
-                await service.DisposeAsync();
-                throw new TimeoutException($"{project} was not ready after {deadline.TotalSeconds:0} s:{Environment.NewLine}{service.Output}");
-            }
-            await Task.Delay(200);
+        }, deadline, TimeSpan.FromMilliseconds(200));
+        if (!ready)
+        {
+            await service.DisposeAsync();
+            throw new TimeoutException($"{project} was not ready after {deadline.TotalSeconds:0} s:{Environment.NewLine}{service.Output}");
         }
+        return service;
     }
 
     /// <summary>kill -9: the process ends at once, in whatever it was doing.</summary>
@@ -142,13 +131,6 @@ public sealed class ServiceProcess : IAsyncDisposable
         {
             lock (_output) { _output.Add(line); }
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     public async ValueTask DisposeAsync()

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
-using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;

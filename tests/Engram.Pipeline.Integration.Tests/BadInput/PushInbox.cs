@@ -182,7 +182,7 @@ public sealed class PushInbox : IAsyncDisposable
         var id = properties.TryGetProperty("message_id", out var messageId) && Guid.TryParse(messageId.GetString(), out var parsed)
             ? parsed
             : (Guid?)null;
-        var inService = Header("MT-Fault-StackTrace")?.Contains("Engram.Pipeline.CloudIngest", StringComparison.Ordinal) ?? false;
+        var inService = Header("MT-Fault-StackTrace")?.Contains("Engram.Pipeline.Cloud.", StringComparison.Ordinal) ?? false;
         Record(id, new Ending.DeadLettered(queue, Header("MT-Fault-ExceptionType") ?? "", reason ?? "", inService));
     }
 

@@ -1,8 +1,8 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using CsCheck;
-using Engram.Pipeline.Cli.Simulation;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Testing;
 using Npgsql;
 using Xunit.Abstractions;
