@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Reflection;
-using Engram.Pipeline.CloudIngest;
-using Engram.Pipeline.Device;
+using Engram.Pipeline.Cloud;
+using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.Hosting;
 using Engram.Pipeline.Testing;
 using YamlDotNet.RepresentationModel;
@@ -10,17 +10,20 @@ namespace Engram.Pipeline.Deployment.Tests;
 
 /// <summary>
 /// docker-compose.yml, resolved by a real compose parser (Debian's docker-compose; no engine is
-/// needed for <c>config</c>), checked against what the executables actually read.
+/// needed for <c>config</c>), and the Dockerfile it builds from, checked against what the executables actually read.
 /// </summary>
 public sealed class When_docker_compose_reads_the_deployment
 {
     private static readonly string Root = RepositoryRoot.Find();
 
-    private static readonly Dictionary<string, (Assembly Service, string[] Required)> AppServices = new()
+    /// <summary>Each long-running service of ours: the executable its image runs, the library whose settings it reads, what it needs.</summary>
+    private static readonly Dictionary<string, (string Executable, Assembly Library, string[] Required)> AppServices = new()
     {
-        ["cloud-ingest"] = (typeof(CloudIngestServices).Assembly, ["RabbitMq:Uri", "ConnectionStrings:CloudDb"]),
-        ["device-a"] = (typeof(DeviceServices).Assembly, ["RabbitMq:Uri", "ConnectionStrings:DeviceDb", "Device:Id", "Device:Target"]),
-        ["device-b"] = (typeof(DeviceServices).Assembly, ["RabbitMq:Uri", "ConnectionStrings:DeviceDb", "Device:Id", "Device:Target"]),
+        ["cloud-ingest"] = ("Engram.Pipeline.CloudIngest", typeof(CloudIngestServices).Assembly, ["RabbitMq:Uri", "ConnectionStrings:CloudDb"]),
+        ["device-a"] = ("Engram.Pipeline.Device", typeof(DeviceServices).Assembly,
+            ["RabbitMq:Uri", "ConnectionStrings:DeviceDb", "Device:Id", "Device:Target"]),
+        ["device-b"] = ("Engram.Pipeline.Device", typeof(DeviceServices).Assembly,
+            ["RabbitMq:Uri", "ConnectionStrings:DeviceDb", "Device:Id", "Device:Target"]),
     };
 
     /// <summary>The one-shot job that makes the devices' broker accounts: it runs to completion instead of staying healthy.</summary>
@@ -32,9 +35,11 @@ public sealed class When_docker_compose_reads_the_deployment
         var services = await ResolvedServicesAsync();
 
         Assert.Equal(["cloud-ingest", "device-a", "device-b", "postgres", Provision, "rabbitmq"], services.Keys.Order());
+        var dockerfile = await DockerfileStagesAsync();
         foreach (var (name, service) in services)
         {
-            Assert.True(name == Provision || service.Children.ContainsKey("healthcheck"), $"{name} has no healthcheck");
+            var imageChecksHealth = Target(service) is { } target && dockerfile[target].Any(line => line.StartsWith("HEALTHCHECK ", StringComparison.Ordinal));
+            Assert.True(name == Provision || service.Children.ContainsKey("healthcheck") || imageChecksHealth, $"{name} has no health check");
             if (service.Children.TryGetValue("depends_on", out var dependsOn))
             {
                 foreach (var (dependency, condition) in ((YamlMappingNode)dependsOn).Children)
@@ -54,11 +59,11 @@ public sealed class When_docker_compose_reads_the_deployment
     public async Task The_app_services_set_only_settings_the_executables_read_and_every_one_they_need()
     {
         var services = await ResolvedServicesAsync();
-        foreach (var (name, (assembly, required)) in AppServices)
+        foreach (var (name, (_, library, required)) in AppServices)
         {
             var environment = ((YamlMappingNode)services[name]["environment"]).Children
                 .ToDictionary(e => ((YamlScalarNode)e.Key).Value!.Replace("__", ":", StringComparison.Ordinal), e => ((YamlScalarNode)e.Value).Value);
-            var known = KnownSettings(assembly);
+            var known = KnownSettings(library);
             var unknown = environment.Keys.Where(key => !known.Contains(key)).ToList();
             Assert.True(unknown.Count == 0, $"{name} sets settings nothing reads: {string.Join(", ", unknown)}");
             var missing = required.Where(key => string.IsNullOrWhiteSpace(environment.GetValueOrDefault(key))).ToList();
@@ -68,18 +73,24 @@ public sealed class When_docker_compose_reads_the_deployment
     }
 
     [Fact]
-    public async Task Each_health_check_and_image_runs_the_services_own_executable()
+    public async Task Each_image_runs_its_services_own_executable_as_a_non_root_user_on_aspnet_and_checks_its_health_with_it()
     {
         var services = await ResolvedServicesAsync();
-        foreach (var (name, (assembly, _)) in AppServices)
+        var dockerfile = await DockerfileStagesAsync();
+        Assert.Equal("FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime", dockerfile["runtime"][0]);
+        Assert.Contains("USER app", dockerfile["runtime"]);
+        foreach (var (name, (executable, _, _)) in AppServices.Append(new(Provision, ("engram-pipeline", typeof(CloudIngestServices).Assembly, []))))
         {
-            var dll = assembly.GetName().Name + ".dll";
-            var test = ((YamlSequenceNode)services[name]["healthcheck"]["test"]).Children.Select(n => ((YamlScalarNode)n).Value).ToList();
-            Assert.Equal(["CMD", "dotnet", dll, "probe"], test);
-            var dockerfile = ((YamlScalarNode)services[name]["build"]["dockerfile"]).Value!;
-            var text = await File.ReadAllTextAsync(Path.Combine(Root, dockerfile));
-            Assert.Contains($"ENTRYPOINT [\"dotnet\", \"{dll}\"]", text, StringComparison.Ordinal);
-            Assert.Contains($"dotnet publish services/{assembly.GetName().Name}", text, StringComparison.Ordinal);
+            var target = Target(services[name]) ?? throw new InvalidOperationException($"{name} builds no target of the Dockerfile");
+            var stage = dockerfile[target];
+            Assert.Equal($"FROM runtime AS {target}", stage[0]);
+            Assert.Contains($"ENTRYPOINT [\"dotnet\", \"{executable}.dll\"]", stage);
+            Assert.Equal(name != Provision,
+                stage.Any(line => line.StartsWith("HEALTHCHECK ", StringComparison.Ordinal) && line.EndsWith($"CMD [\"dotnet\", \"{executable}.dll\", \"probe\"]", StringComparison.Ordinal)));
+        }
+        foreach (var host in new[] { "Engram.Pipeline.CloudIngest", "Engram.Pipeline.Device", "Engram.Pipeline.Cli" })
+        {
+            Assert.Contains(dockerfile["build"], line => line.Contains($"dotnet publish services/{host} ", StringComparison.Ordinal));
         }
     }
 
@@ -117,9 +128,33 @@ public sealed class When_docker_compose_reads_the_deployment
         Assert.Contains(Mounts(services["postgres"]), m => m.Target.StartsWith("/docker-entrypoint-initdb.d/", StringComparison.Ordinal)
             && m.Source.EndsWith("infra/postgres/initdb.sh", StringComparison.Ordinal));
 
-        // The image's own defaults let guest in from anywhere; the deployment's configuration takes that back.
-        var rabbitConf = Assert.Single(Mounts(services["rabbitmq"]), m => m.Target.StartsWith("/etc/rabbitmq/conf.d/", StringComparison.Ordinal));
-        Assert.Contains("loopback_users.guest = true", await File.ReadAllTextAsync(rabbitConf.Source), StringComparison.Ordinal);
+        // The image's own defaults let guest in from anywhere; the deployment's broker image takes that back.
+        var brokerImage = ((YamlScalarNode)services["rabbitmq"]["build"]["context"]).Value!;
+        Assert.Contains("COPY 20-engram.conf /etc/rabbitmq/conf.d/20-engram.conf", await File.ReadAllLinesAsync(Path.Combine(brokerImage, "Dockerfile")));
+        Assert.Contains("loopback_users.guest = true", await File.ReadAllTextAsync(Path.Combine(brokerImage, "20-engram.conf")), StringComparison.Ordinal);
+    }
+
+    /// <summary>The Dockerfile target a service builds, if it builds one.</summary>
+    private static string? Target(YamlMappingNode service) =>
+        service.Children.TryGetValue("build", out var build) && ((YamlMappingNode)build).Children.TryGetValue("target", out var target)
+            ? ((YamlScalarNode)target).Value
+            : null;
+
+    /// <summary>The repository's Dockerfile, its instructions (comments left out) by stage name, each stage from its FROM line.</summary>
+    private static async Task<Dictionary<string, List<string>>> DockerfileStagesAsync()
+    {
+        var stages = new Dictionary<string, List<string>>();
+        var current = new List<string>();
+        foreach (var line in (await File.ReadAllLinesAsync(Path.Combine(Root, "Dockerfile"))).Where(l => l.Length > 0 && !l.StartsWith('#')))
+        {
+            if (line.StartsWith("FROM ", StringComparison.Ordinal))
+            {
+                current = [];
+                stages[line.Split(" AS ")[1]] = current;
+            }
+            current.Add(line);
+        }
+        return stages;
     }
 
     /// <summary>A service's bind mounts, as docker-compose 1.x resolves them ("source:target:mode").</summary>

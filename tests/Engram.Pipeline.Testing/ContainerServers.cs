@@ -1,15 +1,18 @@
 using System.Security.Cryptography;
-using DotNet.Testcontainers.Configurations;
 using Testcontainers.PostgreSql;
 using Testcontainers.RabbitMq;
 
 namespace Engram.Pipeline.Testing;
 
-/// <summary>RabbitMQ and PostgreSQL in containers, when a Docker engine answers.</summary>
+/// <summary>
+/// RabbitMQ and PostgreSQL in containers, through Testcontainers, on the images <c>docker-compose.yml</c> names too (on
+/// a machine with no image registry, the stand-ins of <see cref="DockerEngine.EnsureBaseImagesAsync"/>).
+/// </summary>
 internal sealed class ContainerServers : IAsyncDisposable
 {
     private const ushort ManagementPort = 15672;
-    private static readonly TimeSpan _detectionTimeout = TimeSpan.FromSeconds(10);
+    private const string RabbitMqImage = "rabbitmq:3-management";
+    private const string PostgresImage = "postgres:15";
 
     private readonly RabbitMqContainer _rabbitMq;
     private readonly PostgreSqlContainer _postgres;
@@ -25,29 +28,28 @@ internal sealed class ContainerServers : IAsyncDisposable
         new UriBuilder(Uri.UriSchemeHttp, _rabbitMq.Hostname, _rabbitMq.GetMappedPublicPort(ManagementPort)).Uri,
         _postgres.GetConnectionString());
 
-    /// <summary>Uses Testcontainers' own endpoint detection (which pings the engine), bounded in time.</summary>
-    public static async Task<bool> IsDockerAvailableAsync()
-    {
-        try
-        {
-            return await Task.Run(() => TestcontainersSettings.OS.DockerEndpointAuthConfig is not null)
-                .WaitAsync(_detectionTimeout);
-        }
-        catch (Exception exception) when (exception is not OutOfMemoryException)
-        {
-            // A timeout, or a broken Docker configuration: either way there is no engine to use.
-            return false;
-        }
-    }
-
+    /// <summary>Starts both containers.</summary>
+    /// <exception cref="InvalidOperationException">An image is not on the engine: one line saying so, not a pull that may hang.</exception>
     public static async Task<ContainerServers> StartAsync()
     {
-        var rabbitMq = new RabbitMqBuilder("rabbitmq:3.13-management")
+        foreach (var image in new[] { RabbitMqImage, PostgresImage })
+        {
+            if (!await DockerEngine.HasImageAsync(image))
+            {
+                throw new InvalidOperationException(
+                    $"the engine has no {image} image (where no registry answers, infra/containers/local-images.sh builds one)");
+            }
+        }
+        await DockerEngine.ConfigureTestcontainersAsync();
+        var rabbitMq = new RabbitMqBuilder(RabbitMqImage)
             .WithUsername("engram")
             .WithPassword(RandomPassword())
             .WithPortBinding(ManagementPort, assignRandomHostPort: true)
             .Build();
-        var postgres = new PostgreSqlBuilder("postgres:15")
+        var postgres = new PostgreSqlBuilder(PostgresImage)
+            // The module passes server options (-c fsync=off, …) as the command: name the server first, as both the
+            // public image's entrypoint and the stand-in's understand.
+            .WithEntrypoint("docker-entrypoint.sh", "postgres")
             .WithUsername("postgres")
             .WithPassword(RandomPassword())
             .WithDatabase("postgres")

@@ -55,6 +55,13 @@ public sealed class TestServers : IAsyncDisposable
     /// <summary>Npgsql connection string of a PostgreSQL superuser on the <c>postgres</c> database.</summary>
     public string CloudDbAdminConnectionString { get; }
 
+    /// <summary>
+    /// The environment variables that make <see cref="StartAsync"/> in another process (a benchmark, say) use these
+    /// same servers.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> EnvironmentVariables() =>
+        EnvironmentServers.Variables(new ServerEndpoints(RabbitMqUri, ManagementUri, CloudDbAdminConnectionString));
+
     /// <summary>Where the servers came from: "environment", "testcontainers" or "local binaries".</summary>
     public string Source { get; }
 
@@ -85,6 +92,18 @@ public sealed class TestServers : IAsyncDisposable
         await local.UpAsync();
     }
 
+    /// <summary>
+    /// Servers in containers through Testcontainers, whatever the machine: a Docker engine is started and the images
+    /// are provided (pulled, or built as stand-ins) when they are not there (<see cref="DockerEngine"/>).
+    /// </summary>
+    public static async Task<TestServers> StartInContainersAsync()
+    {
+        await DockerEngine.EnsureRunningAsync();
+        await DockerEngine.EnsureBaseImagesAsync();
+        var containers = await ContainerServers.StartAsync();
+        return new TestServers(containers.Endpoints, "testcontainers", containers);
+    }
+
     /// <summary>Finds or starts the servers.</summary>
     /// <exception cref="InvalidOperationException">No way of getting servers worked; the message says what was tried.</exception>
     public static async Task<TestServers> StartAsync()
@@ -95,7 +114,7 @@ public sealed class TestServers : IAsyncDisposable
         }
 
         var attempts = new List<string> { $"environment: {EnvironmentServers.Description} not set" };
-        if (await ContainerServers.IsDockerAvailableAsync())
+        if (await DockerEngine.AnswersAsync())
         {
             try
             {
@@ -234,16 +253,14 @@ public sealed class TestServers : IAsyncDisposable
     public async Task<long> PurgeQueueAsync(string virtualHost, string queue, TimeSpan deadline)
     {
         var path = $"api/queues/{Uri.EscapeDataString(virtualHost)}/{Uri.EscapeDataString(queue)}";
-        using var timeout = new CancellationTokenSource(deadline);
-        long waiting;
-        do
+        long waiting = 0;
+        await Condition.WaitUntilAsync(async () =>
         {
-            await Task.Delay(200, timeout.Token);
-            using var details = JsonDocument.Parse(await _management.GetStringAsync(path, timeout.Token));
+            using var details = JsonDocument.Parse(await _management.GetStringAsync(path));
             waiting = details.RootElement.TryGetProperty("messages", out var messages) ? messages.GetInt64() : 0;
-        }
-        while (waiting == 0);
-        using var response = await _management.DeleteAsync($"{path}/contents", timeout.Token);
+            return waiting > 0;
+        }, deadline, $"queue '{queue}' holds messages", interval: TimeSpan.FromMilliseconds(200));
+        using var response = await _management.DeleteAsync($"{path}/contents");
         await EnsureSuccessAsync(response, $"purge queue '{queue}'");
         return waiting;
     }
