@@ -20,13 +20,15 @@ public sealed class Wakeup(TimeProvider clock)
         }
     }
 
-    /// <summary>Waits for a wake-up or the timeout (on the clock's time), whichever comes first.</summary>
-    public async Task WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for a wake-up, the timeout (on the clock's time) or <paramref name="stopping"/>, whichever comes first;
+    /// none of them is an error: the loop that waits checks its own token.
+    /// </summary>
+    public async Task WaitAsync(TimeSpan timeout, CancellationToken stopping)
     {
         using var timedOut = new CancellationTokenSource(timeout, clock);
-        using var either = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timedOut.Token);
-        // A cancelled wait leaves the signal as it was; the timeout is no error.
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(stopping, timedOut.Token);
+        // A cancelled wait leaves the signal as it was.
         await _signal.WaitAsync(either.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        cancellationToken.ThrowIfCancellationRequested();
     }
 }

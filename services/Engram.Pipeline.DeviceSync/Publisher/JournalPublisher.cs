@@ -51,7 +51,8 @@ public sealed partial class JournalPublisher(
                 var delay = Backoff.Failed(e, clock.GetUtcNow());
                 LogPublishFailed(e, Backoff.Failing!.Attempts, delay);
                 window.Clear();
-                await Task.Delay(delay, clock, stoppingToken);
+                // Stopping ends the wait, and the loop.
+                await Task.Delay(delay, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }

@@ -44,7 +44,8 @@ public sealed partial class Puller(
                 // The broker, the cloud or the database is away; the cursor has not moved, so nothing is skipped.
                 var delay = Backoff.Failed(e, clock.GetUtcNow());
                 LogPullFailed(e, Backoff.Failing!.Attempts, delay);
-                await Task.Delay(delay, clock, stoppingToken);
+                // Stopping ends the wait, and the loop.
+                await Task.Delay(delay, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }
