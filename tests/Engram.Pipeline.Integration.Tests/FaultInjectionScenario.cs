@@ -23,8 +23,10 @@ namespace Engram.Pipeline.Integration.Tests;
 /// CI runs 6 rounds: the first five are the five faults in a seeded order. A long run:
 /// <c>ENGRAM_FAULT_ROUNDS=60 dotnet test tests/Engram.Pipeline.Integration.Tests --filter "FullyQualifiedName~crash"</c>;
 /// <c>ENGRAM_FAULT_SEED</c> replays the schedule of a run (the test prints its seed).
-/// It needs none of the shared servers, so it runs beside the scenarios that share them.
+/// It needs none of the shared servers but runs in their collection, one scenario at a time: its restarts and stalls
+/// race deadlines, and on a 2-core machine beside the other scenarios a restart took longer than up.sh's 2 minutes.
 /// </remarks>
+[Collection(ServersFixture.Collection)]
 public sealed class When_processes_crash_and_servers_restart_under_load(ITestOutputHelper output)
 {
     private const string Target = "faults";
