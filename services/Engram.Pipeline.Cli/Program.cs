@@ -11,12 +11,12 @@ using Microsoft.Extensions.Configuration;
 using Npgsql;
 
 var devices = new Option<int>("--devices") { Description = "Devices in the fleet", DefaultValueFactory = _ => 3 };
-var mutations = new Option<int>("--mutations") { Description = "Mutations each device records", DefaultValueFactory = _ => 2_000 };
+var mutations = new Option<int>("--mutations") { Description = "Mutations Engram journals on each device", DefaultValueFactory = _ => 2_000 };
 var ingest = new Option<int>("--ingest") { Description = "Competing cloud ingest processes (with RabbitMQ)", DefaultValueFactory = _ => 2 };
 var json = new Option<FileInfo?>("--json") { Description = "Also write the verdict and the figures as JSON to this file" };
 var simulate = new Command("simulate",
-    "Run a fleet of devices end to end and check invariants I1-I6. Uses RabbitMq__Uri and ConnectionStrings__CloudDb " +
-    "when both are set; otherwise the embedded default (in-memory transport, SQLite cloud store).")
+    "Run a fleet of devices end to end on Engram databases, with Engram used on each, and check invariants I1-I6. Uses " +
+    "RabbitMq__Uri and ConnectionStrings__CloudDb when both are set; otherwise the embedded default (in-memory transport, SQLite cloud store).")
     { devices, mutations, ingest, json };
 simulate.SetAction(async (parsed, ct) =>
 {
@@ -38,11 +38,12 @@ simulate.SetAction(async (parsed, ct) =>
     {
         IngestProcesses = parsed.GetValue(ingest),
     };
-    var options = new SimulationOptions(parsed.GetValue(devices), parsed.GetValue(mutations),
-        Target: $"simulate-{DateTimeOffset.UtcNow:yyyyMMddHHmmss}");
+    var run = $"simulate-{DateTimeOffset.UtcNow:yyyyMMddHHmmss}";
+    var options = new SimulationOptions(parsed.GetValue(devices), parsed.GetValue(mutations), [run, run + "-late"]);
     Console.WriteLine(settings.Embedded
         ? $"Embedded default: in-memory transport, SQLite cloud store; {options.Devices} devices x {options.MutationsPerDevice} mutations"
         : $"RabbitMQ + PostgreSQL, {settings.IngestProcesses} ingest processes; {options.Devices} devices x {options.MutationsPerDevice} mutations");
+    Console.WriteLine($"Engram databases with projects {string.Join(" and ", options.Projects)} (the second enrolled while the devices run)");
 
     SimulationReport report;
     await using (var cluster = new PipelineCluster(settings))
@@ -50,7 +51,7 @@ simulate.SetAction(async (parsed, ct) =>
         var live = !Console.IsOutputRedirected;
         var progress = new Progress<SimulationProgress>(p =>
         {
-            var line = $"{p.Elapsed.TotalSeconds,6:0.0} s  recorded {p.Recorded,8}  answered by the cloud {p.Answered,8}  seqs still to pull {p.Behind,8}";
+            var line = $"{p.Elapsed.TotalSeconds,6:0.0} s  journaled {p.Journaled,8}  answered by the cloud {p.Answered,8}  seqs still to pull {p.Behind,8}";
             if (live)
             {
                 Console.Write($"\r{line}");
@@ -72,8 +73,8 @@ simulate.SetAction(async (parsed, ct) =>
     Console.WriteLine();
     Console.WriteLine($"{report.Mutations} mutations in {report.Elapsed.TotalSeconds:0.0} s: {report.MutationsPerSecond:0} mutations/s");
     Console.WriteLine($"journal commit -> PushAccepted recorded:      p50 {report.ToAccepted.P50:0} ms, p99 {report.ToAccepted.P99:0} ms ({report.ToAccepted.Samples} mutations)");
-    Console.WriteLine($"journal commit -> visible on another device: p50 {report.ToVisible.P50:0} ms, p99 {report.ToVisible.P99:0} ms ({report.ToVisible.Samples} applications)");
-    Console.WriteLine($"databases kept in {work.FullName}");
+    Console.WriteLine($"journal commit -> searchable on another device: p50 {report.ToVisible.P50:0} ms, p99 {report.ToVisible.P99:0} ms ({report.ToVisible.Samples} applications)");
+    Console.WriteLine($"Engram databases kept in {work.FullName}");
 
     if (parsed.GetValue(json) is { } file)
     {
@@ -93,7 +94,7 @@ simulate.SetAction(async (parsed, ct) =>
 
 var databases = new Option<FileInfo[]>("--db")
 {
-    Description = "A device database (repeat for several); default: ConnectionStrings__DeviceDb",
+    Description = "An Engram database (repeat for several); default: ConnectionStrings__DeviceDb",
     AllowMultipleArgumentsPerToken = true,
 };
 var cloudOption = new Option<string?>("--cloud")
@@ -101,7 +102,8 @@ var cloudOption = new Option<string?>("--cloud")
     Description = "The cloud, for its head: a PostgreSQL connection string or an embedded cloud.db; default: ConnectionStrings__CloudDb",
 };
 var statusJson = new Option<bool>("--json") { Description = "Print JSON for machines" };
-var status = new Command("status", "Per device and target: pending, in flight, acked, rejected (with reasons), unified cursor, cloud head, lag")
+var status = new Command("status",
+    "Per device and project: rows pending, in flight, acked, rejected (with reasons), pulled, deferred and dead; unified cursor, cloud head, lag; who holds Engram's sync lease")
     { databases, cloudOption, statusJson };
 status.SetAction(async (parsed, ct) =>
 {
@@ -113,7 +115,7 @@ status.SetAction(async (parsed, ct) =>
             : [];
     if (paths.Count == 0)
     {
-        Console.Error.WriteLine("Name a device database with --db PATH (or ConnectionStrings__DeviceDb).");
+        Console.Error.WriteLine("Name an Engram database with --db PATH (or ConnectionStrings__DeviceDb).");
         return 2;
     }
     var cloudSetting = parsed.GetValue(cloudOption) ?? configuration.GetConnectionString("CloudDb");
@@ -144,25 +146,30 @@ status.SetAction(async (parsed, ct) =>
     {
         Console.WriteLine(JsonSerializer.Serialize(statuses.Select(s => new
         {
-            deviceId = s.DeviceId, target = s.Target, pending = s.Counts.Unsent, inFlight = s.Counts.InFlight, acked = s.Counts.Acked,
-            rejected = s.Counts.Rejected, rejectedByReason = s.RejectedByReason, pulled = s.Counts.Pulled, unifiedCursor = s.Counts.Cursor,
-            head = s.Counts.Head, headFromCloud = s.HeadFromCloud, lag = s.Counts.Lag, lastError = s.LastError,
+            deviceId = s.DeviceId, project = s.Project, pending = s.Counts.Unsent, inFlight = s.Counts.InFlight, acked = s.Counts.Acked,
+            rejected = s.Counts.Rejected, rejectedByReason = s.RejectedByReason, pulled = s.Counts.Pulled, deferred = s.Counts.Deferred,
+            dead = s.Counts.Dead, unifiedCursor = s.Counts.Cursor, head = s.Counts.Head, headFromCloud = s.HeadFromCloud, lag = s.Counts.Lag,
+            lastRefusal = s.LastRefusal, leaseOwner = s.LeaseOwner,
         }), new JsonSerializerOptions { WriteIndented = true }));
         return 0;
     }
-    Console.WriteLine($"{"device",-20} {"target",-24} {"pending",8} {"in flight",9} {"acked",8} {"rejected",8} {"pulled",8} {"cursor",8} {"head",8} {"lag",6}");
+    Console.WriteLine($"{"device",-20} {"project",-24} {"pending",8} {"in flight",9} {"acked",8} {"rejected",8} {"pulled",8} {"deferred",8} {"dead",6} {"cursor",8} {"head",8} {"lag",6}");
     foreach (var s in statuses)
     {
         var c = s.Counts;
-        Console.WriteLine($"{s.DeviceId,-20} {s.Target,-24} {c.Unsent,8} {c.InFlight,9} {c.Acked,8} {c.Rejected,8} {c.Pulled,8} {c.Cursor,8} {c.Head,8}{(s.HeadFromCloud ? " " : "*")} {c.Lag,5}");
+        Console.WriteLine($"{s.DeviceId ?? "(none yet)",-20} {s.Project,-24} {c.Unsent,8} {c.InFlight,9} {c.Acked,8} {c.Rejected,8} {c.Pulled,8} {c.Deferred,8} {c.Dead,6} {c.Cursor,8} {c.Head,8}{(s.HeadFromCloud ? " " : "*")} {c.Lag,5}");
         foreach (var (reason, count) in s.RejectedByReason)
         {
             Console.WriteLine($"    rejected {reason}: {count}");
         }
-        if (s.LastError is { } error)
+        if (s.LastRefusal is { } refusal)
         {
-            Console.WriteLine($"    last refusal: {error}");
+            Console.WriteLine($"    last refusal: {refusal}");
         }
+    }
+    foreach (var lease in statuses.Select(s => s.LeaseOwner).Distinct())
+    {
+        Console.WriteLine(lease is null ? "Engram's sync lease: free" : $"Engram's sync lease: held by {lease}");
     }
     if (statuses.Any(s => !s.HeadFromCloud))
     {

@@ -2,21 +2,23 @@ using System.ComponentModel.DataAnnotations;
 
 namespace Engram.Pipeline.DeviceSync;
 
-/// <summary>Which device database this is and which target it syncs.</summary>
+/// <summary>Which device this Engram database is, and which of its projects it syncs.</summary>
 public sealed class DeviceOptions
 {
     public const string Section = "Device";
 
     /// <summary>
-    /// The device id. Optional: a new database creates one and keeps it. When set, it must match the
-    /// id the database already holds.
+    /// The device id. Optional: the first start on a database makes one and keeps it there. When set, it must match
+    /// the id the database already holds.
     /// </summary>
     [MaxLength(200)]
     public string? Id { get; set; }
 
-    [Required(ErrorMessage = "Device:Target is not set (environment variable Device__Target).")]
+    /// <summary>
+    /// One project to sync instead of every project enrolled in Engram's sync (<c>sync_enrolled_projects</c>).
+    /// </summary>
     [MaxLength(200)]
-    public string Target { get; set; } = "default";
+    public string? Target { get; set; }
 }
 
 /// <summary>How the journal is shipped to the cloud.</summary>

@@ -9,41 +9,44 @@ using Microsoft.Data.Sqlite;
 namespace Engram.Pipeline.DeviceSync;
 
 /// <summary>
-/// Everything one device is: its database, its record API, the publisher, the cursor service and the
-/// puller. A device process runs one; the embedded simulation runs several on one in-memory bus.
+/// Everything one device is: its Engram database, the projects it syncs, Engram's sync lease, the publisher, the
+/// cursor service and the puller. A device process runs one; the embedded simulation runs several on one in-memory bus.
 /// </summary>
 public sealed class DeviceRuntime
 {
-    public DeviceRuntime(DeviceDatabase database, DeviceIdentity identity, DeviceRoutes routes, PublisherOptions publisher,
-        PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
+    private readonly ILoggerFactory _logs;
+
+    public DeviceRuntime(EngramDatabase database, DeviceIdentity identity, DeviceOptions device, DeviceRoutes routes,
+        PublisherOptions publisher, PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
     {
+        _logs = logs;
         Database = database;
         Identity = identity;
         Routes = routes;
         PublisherWakeup = new Wakeup(clock);
         PullerWakeup = new Wakeup(clock);
-        Journal = new DeviceJournal(database, identity, PublisherWakeup, clock);
+        Targets = new TargetSet(database, device);
+        Lease = new SyncLease(database, identity, clock, logs.CreateLogger<SyncLease>());
         Cursor = new CursorService(database, identity, clock);
-        Publisher = new JournalPublisher(new JournalReader(database, identity), PublisherWakeup, Window, identity, routes, publisher,
-            clock, logs.CreateLogger<JournalPublisher>());
-        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, routes, PullerWakeup, puller, clock,
-            logs.CreateLogger<Puller>());
-        _logs = logs;
+        Publisher = new JournalPublisher(new JournalReader(database), PublisherWakeup, Targets, Lease, identity, routes, publisher, clock,
+            logs.CreateLogger<JournalPublisher>());
+        Puller = new Puller(new PageApplier(database, identity, clock), database, identity, Targets, Lease, routes, PullerWakeup, puller,
+            clock, logs.CreateLogger<Puller>());
     }
 
-    private readonly ILoggerFactory _logs;
-
-    public DeviceDatabase Database { get; }
+    public EngramDatabase Database { get; }
     public DeviceIdentity Identity { get; }
     public DeviceRoutes Routes { get; }
-    public DeviceJournal Journal { get; }
+    public TargetSet Targets { get; }
+    public SyncLease Lease { get; }
     public CursorService Cursor { get; }
     public JournalPublisher Publisher { get; }
     public Puller Puller { get; }
-    public InFlightWindow Window { get; } = new();
-    /// <summary>Wakes the publisher: a row was recorded or a batch answered.</summary>
+
+    /// <summary>Wakes the publisher: a batch was answered.</summary>
     public Wakeup PublisherWakeup { get; }
-    /// <summary>Wakes the puller: the target's log grew.</summary>
+
+    /// <summary>Wakes the puller: a target's log grew.</summary>
     public Wakeup PullerWakeup { get; }
 
     /// <summary>The durable queue this device receives its replies and TargetAdvanced on.</summary>
@@ -63,18 +66,18 @@ public sealed class DeviceRuntime
         endpoint.PublishFaults = false;
         endpoint.ConcurrentMessageLimit = 1;
         endpoint.PrefetchCount = 16;
-        // Another process (the Engram application) may hold the database's write lock for a while.
+        // The Engram application may hold the database's write lock past the busy timeout.
         endpoint.UseMessageRetry(r =>
         {
             r.Handle<SqliteException>(e => e.SqliteErrorCode is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED);
             r.Intervals(100, 500, 2000, 5000);
         });
-        endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Window, PublisherWakeup, _logs.CreateLogger<PushAcceptedConsumer>()));
-        endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Window, PublisherWakeup, _logs.CreateLogger<PushRejectedConsumer>()));
-        endpoint.Consumer(() => new TargetAdvancedConsumer(Identity, PullerWakeup));
+        endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Targets, PublisherWakeup, _logs.CreateLogger<PushAcceptedConsumer>()));
+        endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Targets, PublisherWakeup, _logs.CreateLogger<PushRejectedConsumer>()));
+        endpoint.Consumer(() => new TargetAdvancedConsumer(Targets, PullerWakeup));
     }
 
-    /// <summary>Runs the publisher and the puller until <paramref name="stoppingToken"/> fires.</summary>
+    /// <summary>Holds Engram's sync lease and runs the publisher and the puller until <paramref name="stoppingToken"/> fires.</summary>
     public Task RunAsync(IBus bus, CancellationToken stoppingToken) =>
-        Task.WhenAll(Publisher.RunAsync(bus, stoppingToken), Puller.RunAsync(bus, stoppingToken));
+        Task.WhenAll(Lease.RunAsync(stoppingToken), Publisher.RunAsync(bus, stoppingToken), Puller.RunAsync(bus, stoppingToken));
 }

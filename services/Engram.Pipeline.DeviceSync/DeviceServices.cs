@@ -16,7 +16,7 @@ public static class DeviceServices
         if (string.IsNullOrWhiteSpace(deviceDb))
         {
             throw new InvalidOperationException(
-                "ConnectionStrings:DeviceDb is not set (environment variable ConnectionStrings__DeviceDb, e.g. Data Source=/data/engram.db).");
+                "ConnectionStrings:DeviceDb is not set: name Engram's database (environment variable ConnectionStrings__DeviceDb, e.g. Data Source=/home/me/.engram/engram.db).");
         }
         services.AddDeviceOptions();
         services.AddRabbitMqOptions();
@@ -65,16 +65,18 @@ public static class DeviceServices
     }
 
     /// <summary>
-    /// Opens (or creates) a device database and builds the device around it. <paramref name="brokerUser"/>
-    /// is the RabbitMQ user it connects as (none on the in-memory bus) and <paramref name="queueType"/> the
-    /// type of the queues it sends to (the embedded bus has only classic ones); they decide the <see cref="DeviceRoutes"/>.
+    /// Attaches to an Engram database (creating upstream's schema in an empty file) and builds the device around it.
+    /// <paramref name="brokerUser"/> is the RabbitMQ user it connects as (none on the in-memory bus) and
+    /// <paramref name="queueType"/> the type of the queues it sends to (the embedded bus has only classic ones); they
+    /// decide the <see cref="DeviceRoutes"/>.
     /// </summary>
     public static DeviceRuntime CreateRuntime(string deviceDb, DeviceOptions device, PublisherOptions publisher,
         PullerOptions puller, TimeProvider clock, ILoggerFactory logs, string? brokerUser = null, QueueType queueType = QueueType.Classic)
     {
-        var database = new DeviceDatabase(deviceDb);
-        var identity = new DeviceIdentity(database.Initialise(device.Id, clock), device.Target);
-        return new DeviceRuntime(database, identity, DeviceRoutes.For(identity.DeviceId, brokerUser, queueType), publisher, puller, clock, logs);
+        var database = new EngramDatabase(deviceDb);
+        var identity = new DeviceIdentity(database.Attach(device.Id, clock));
+        return new DeviceRuntime(database, identity, device, DeviceRoutes.For(identity.DeviceId, brokerUser, queueType), publisher, puller,
+            clock, logs);
     }
 
     /// <summary>

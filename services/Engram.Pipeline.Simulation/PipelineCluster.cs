@@ -3,7 +3,9 @@ using Engram.Pipeline.Cloud;
 using Engram.Pipeline.Cloud.Storage;
 using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.DeviceSync;
-using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.Simulation.EngramApp;
+using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Simulation.EmbeddedCloud;
 using MassTransit;
 using Microsoft.Data.Sqlite;
@@ -44,11 +46,11 @@ public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string W
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 }
 
-/// <summary>One device: its database file, its identity and everything it runs.</summary>
-public sealed record DeviceNode(string DeviceId, string Target, string DatabasePath, DeviceRuntime Runtime)
-{
-    public DeviceJournal Journal => Runtime.Journal;
-}
+/// <summary>
+/// One device: its Engram database, the device that syncs it, and the Engram application that writes it (from this
+/// process, on its own connection, as the real application does from its own).
+/// </summary>
+public sealed record DeviceNode(string DeviceId, string DatabasePath, DeviceRuntime Runtime, EngramWriter Engram);
 
 /// <summary>
 /// Cloud ingest and devices hosted side by side in this process, built by the same code the real
@@ -120,8 +122,12 @@ public sealed class PipelineCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts a device; with RabbitMQ it connects as <paramref name="account"/> if given (its own account), else as the cluster's.</summary>
-    public async Task<DeviceNode> StartDeviceAsync(string deviceId, string target, CancellationToken ct, Uri? account = null)
+    /// <summary>
+    /// Starts a device on the Engram database <c>{deviceId}.db</c> of the work directory (made on the first start, with
+    /// upstream's schema), syncing every enrolled project, or only <paramref name="target"/>. With RabbitMQ it connects
+    /// as <paramref name="account"/> if given (its own account), else as the cluster's.
+    /// </summary>
+    public async Task<DeviceNode> StartDeviceAsync(string deviceId, CancellationToken ct, Uri? account = null, string? target = null, int seed = 1)
     {
         var path = Path.Combine(_settings.WorkDirectory, $"{deviceId}.db");
         var values = new Dictionary<string, string?>(_settings.DeviceSettings)
@@ -157,14 +163,14 @@ public sealed class PipelineCluster : IAsyncDisposable
             _deviceHosts.Add(host);
             runtime = host.Services.GetRequiredService<DeviceRuntime>();
         }
-        var node = new DeviceNode(deviceId, target, path, runtime);
+        var node = new DeviceNode(deviceId, path, runtime, new EngramWriter(path, new Random(seed)));
         _devices.Add(node);
         return node;
     }
 
     /// <summary>
-    /// Waits for quiescence: no device has a journal row the cloud has not answered, and every
-    /// device's cursor has reached its target's head.
+    /// Waits for quiescence: no device has a journal row the cloud has not answered or a pulled row waiting for its
+    /// parent, and every device's cursor has reached its projects' heads.
     /// </summary>
     public async Task WaitUntilSettledAsync(TimeSpan deadline, CancellationToken ct, bool untilCursorsAtHead = true)
     {
@@ -172,63 +178,58 @@ public sealed class PipelineCluster : IAsyncDisposable
         timeout.CancelAfter(deadline);
         try
         {
-            while (await LagAsync(untilCursorsAtHead, timeout.Token) is var (pending, behind) && pending + behind > 0)
+            while (await LagAsync(untilCursorsAtHead, timeout.Token) is var lag && lag.Pending + lag.Behind + lag.Deferred > 0)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(100), timeout.Token);
             }
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            var (pending, behind) = await LagAsync(untilCursorsAtHead, ct);
-            throw new TimeoutException(
-                $"After {deadline.TotalSeconds:0} s, {pending} journal rows were still unanswered and {behind} cloud seqs not yet pulled.");
+            var (pending, behind, deferred) = await LagAsync(untilCursorsAtHead, ct);
+            throw new TimeoutException($"After {deadline.TotalSeconds:0} s, {pending} journal rows were still unanswered, " +
+                                       $"{behind} cloud seqs not yet pulled and {deferred} pulled rows waiting for their parent.");
         }
     }
 
-    /// <summary>Journal rows still unanswered, and seqs between the devices' cursors and their heads.</summary>
-    public async Task<(long Pending, long Behind)> LagAsync(bool includeCursors, CancellationToken ct)
+    /// <summary>What the devices still have to do: journal rows unanswered, seqs between cursors and heads, rows deferred.</summary>
+    public async Task<(long Pending, long Behind, long Deferred)> LagAsync(bool includeCursors, CancellationToken ct)
     {
-        long pending = 0, behind = 0;
+        long pending = 0, behind = 0, deferred = 0;
         // One head per target, however many devices share it.
         var heads = new Dictionary<string, long>();
-        foreach (var device in _devices)
+        foreach (var device in await DatabasesAsync(ct))
         {
-            pending += await PendingAsync(device.DatabasePath, ct);
-            if (includeCursors)
+            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
+            await connection.OpenAsync(ct);
+            foreach (var project in device.Projects)
             {
-                var cursor = await CursorAsync(device.DatabasePath, device.Target, ct);
-                if (!heads.TryGetValue(device.Target, out var head))
+                var counts = SyncCounts.Read(connection, new SyncTarget(project));
+                pending += counts.Pending;
+                deferred += counts.Deferred;
+                if (includeCursors)
                 {
-                    heads[device.Target] = head = await Cloud.HeadAsync(device.Target, ct);
+                    if (!heads.TryGetValue(project, out var head))
+                    {
+                        heads[project] = head = await Cloud.HeadAsync(project, ct);
+                    }
+                    behind += Math.Max(0, head - counts.Cursor);
                 }
-                behind += Math.Max(0, head - cursor);
             }
         }
-        return (pending, behind);
+        return (pending, behind, deferred);
     }
 
-    /// <summary>Journal rows of the device database at <paramref name="databasePath"/> the cloud has not answered yet.</summary>
-    public static async Task<long> PendingAsync(string databasePath, CancellationToken ct)
+    /// <summary>Each device's database and the projects its device syncs: the one it was started with, or every enrolled one.</summary>
+    public async Task<IReadOnlyList<DeviceDatabaseRef>> DatabasesAsync(CancellationToken ct)
     {
-        await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
-        await connection.OpenAsync(ct);
-        await using var count = connection.CreateCommand();
-        count.CommandText = """
-            SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_pending
-            WHERE source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
-            """;
-        return (long)(await count.ExecuteScalarAsync(ct))!;
-    }
-
-    /// <summary>The unified cursor of <paramref name="target"/> in the device database at <paramref name="databasePath"/>.</summary>
-    public static async Task<long> CursorAsync(string databasePath, string target, CancellationToken ct)
-    {
-        await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly");
-        await connection.OpenAsync(ct);
-        await using var select = connection.CreateCommand();
-        select.CommandText = "SELECT COALESCE(MAX(unified_cursor), 0) FROM sync_state WHERE target_key = $target";
-        select.Parameters.AddWithValue("$target", target);
-        return (long)(await select.ExecuteScalarAsync(ct))!;
+        var databases = new List<DeviceDatabaseRef>();
+        foreach (var device in _devices)
+        {
+            databases.Add(new DeviceDatabaseRef(device.DeviceId, device.DatabasePath, await device.Runtime.Targets.RefreshAsync(ct) is var targets
+                ? targets.Select(t => t.Project).ToList()
+                : []));
+        }
+        return databases;
     }
 
     private IHost Build(Dictionary<string, string?> values, Action<IServiceCollection, IConfiguration> addService)
@@ -264,6 +265,10 @@ public sealed class PipelineCluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        foreach (var device in _devices)
+        {
+            device.Engram.Dispose();
+        }
         await _stopping.CancelAsync();
         await Task.WhenAll(_embeddedDevices);
         foreach (var host in _deviceHosts.Concat(_ingest))

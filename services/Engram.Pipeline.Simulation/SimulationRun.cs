@@ -1,15 +1,24 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Simulation.Verification;
 using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Simulation;
 
-/// <summary>How big a simulated fleet is.</summary>
-public sealed record SimulationOptions(int Devices, int MutationsPerDevice, string Target = "team", int Seed = 42)
+/// <summary>How big a simulated fleet is, and the projects its Engram users work in.</summary>
+/// <param name="Devices">Devices in the fleet, each on an Engram database of its own.</param>
+/// <param name="MutationsPerDevice">Mutations Engram journals on each device.</param>
+/// <param name="Seed">Makes every device's stream of Engram use.</param>
+/// <param name="Projects">Enrolled in Engram's sync by every device, in order, after a few operations of Engram use
+/// (enrollment backfills what came before); the last only after <see cref="LateEnrollment"/> operations.</param>
+public sealed record SimulationOptions(int Devices, int MutationsPerDevice, IReadOnlyList<string> Projects, int Seed = 42)
 {
-    /// <summary>Mutations recorded per journal transaction.</summary>
-    public int RecordChunk { get; init; } = 50;
+    /// <summary>Operations of Engram use before the first project is enrolled.</summary>
+    public int Enrollment { get; init; } = 20;
+
+    /// <summary>Operations of Engram use before the last project is enrolled: a project enrolled while the devices run.</summary>
+    public int LateEnrollment { get; init; } = 500;
 
     public TimeSpan SettleDeadline { get; init; } = TimeSpan.FromMinutes(10);
 }
@@ -18,7 +27,7 @@ public sealed record SimulationOptions(int Devices, int MutationsPerDevice, stri
 public sealed record Latency(double P50, double P99, long Samples);
 
 /// <summary>Where a running simulation is.</summary>
-public sealed record SimulationProgress(TimeSpan Elapsed, long Recorded, long Answered, long Behind);
+public sealed record SimulationProgress(TimeSpan Elapsed, long Journaled, long Answered, long Behind);
 
 /// <summary>What a simulation measured and concluded.</summary>
 public sealed record SimulationReport(
@@ -30,8 +39,10 @@ public sealed record SimulationReport(
 }
 
 /// <summary>
-/// Runs a fleet end to end: every device records its workload while the whole pipeline runs (push,
-/// cursor service, pull), then the run waits for quiescence and checks I1–I6 from the databases.
+/// Runs a fleet end to end: on every device, Engram is used (<see cref="EngramWorkload"/>: sessions, observations,
+/// prompts, relations, edits and deletes, written into its Engram database as the Engram application writes them)
+/// while the whole pipeline runs (push, cursor service, pull); then the run waits for quiescence and checks I1–I6
+/// from the databases.
 /// </summary>
 public static class SimulationRun
 {
@@ -41,19 +52,28 @@ public static class SimulationRun
         await cluster.StartIngestAsync(ct);
         for (var d = 0; d < options.Devices; d++)
         {
-            await cluster.StartDeviceAsync($"device-{d + 1}", options.Target, ct);
+            await cluster.StartDeviceAsync($"device-{d + 1}", ct, seed: options.Seed + d);
         }
 
+        // When each journal row was committed, by (device, local seq): where latency is measured from.
+        var committed = new ConcurrentDictionary<(string Device, long Seq), DateTimeOffset>();
         var clock = Stopwatch.StartNew();
         using var reporting = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var reporter = progress is null ? Task.CompletedTask : ReportAsync(cluster, clock, progress, reporting.Token);
-        await Task.WhenAll(cluster.Devices.Select((device, index) => Task.Run(async () =>
+        await Task.WhenAll(cluster.Devices.Select((device, index) => Task.Run(() =>
         {
-            var workload = new Workload(device.DeviceId, options.Seed + index);
-            for (var recorded = 0; recorded < options.MutationsPerDevice; recorded += options.RecordChunk)
+            var workload = new EngramWorkload(options.Seed * 1000 + index, device.DeviceId, options.Projects, options.Enrollment,
+                options.LateEnrollment);
+            for (var journaled = 0; journaled < options.MutationsPerDevice;)
             {
-                await device.Journal.RecordAsync(
-                    workload.Next(Math.Min(options.RecordChunk, options.MutationsPerDevice - recorded)), ct);
+                ct.ThrowIfCancellationRequested();
+                var seqs = workload.Next(device.Engram);
+                var now = DateTimeOffset.UtcNow;
+                foreach (var seq in seqs)
+                {
+                    committed[(device.DeviceId, seq)] = now;
+                }
+                journaled += seqs.Count;
             }
         }, ct)));
         await cluster.WaitUntilSettledAsync(options.SettleDeadline, ct);
@@ -62,10 +82,11 @@ public static class SimulationRun
         await reporter.ContinueWith(_ => { }, TaskScheduler.Default);
         progress?.Report(await ProgressAsync(cluster, clock, ct));
 
-        var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud,
-            cluster.Devices.Select(d => new DeviceDatabaseRef(d.DeviceId, d.Target, d.DatabasePath)).ToList(), ct);
-        return new SimulationReport(verdicts, (long)options.Devices * options.MutationsPerDevice, elapsed,
-            await LatencyAsync(cluster, "local", ct), await LatencyAsync(cluster, "remote", ct));
+        var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud, await cluster.DatabasesAsync(ct), ct);
+        return new SimulationReport(verdicts, committed.Count, elapsed,
+            await LatencyAsync(cluster, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct),
+            await LatencyAsync(cluster, committed,
+                "SELECT origin_device, origin_local_seq, applied_at FROM pipeline_applied WHERE outcome = 'applied'", ct));
     }
 
     private static async Task ReportAsync(PipelineCluster cluster, Stopwatch clock, IProgress<SimulationProgress> progress, CancellationToken ct)
@@ -79,44 +100,48 @@ public static class SimulationRun
 
     private static async Task<SimulationProgress> ProgressAsync(PipelineCluster cluster, Stopwatch clock, CancellationToken ct)
     {
-        long recorded = 0, answered = 0;
+        long journaled = 0, answered = 0;
         foreach (var device in cluster.Devices)
         {
-            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
+            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
             await connection.OpenAsync(ct);
             await using var count = connection.CreateCommand();
             count.CommandText = """
-                SELECT COUNT(*), COUNT(acked_at) + COUNT(rejected_at) FROM sync_mutations WHERE source = 'local'
+                SELECT (SELECT COUNT(*) FROM sync_mutations),
+                       (SELECT COUNT(*) FROM sync_seq_mapping) + (SELECT COUNT(*) FROM pipeline_rejections)
                 """;
             await using var reader = await count.ExecuteReaderAsync(ct);
             await reader.ReadAsync(ct);
-            recorded += reader.GetInt64(0);
+            journaled += reader.GetInt64(0);
             answered += reader.GetInt64(1);
         }
-        var (_, behind) = await cluster.LagAsync(includeCursors: true, ct);
-        return new SimulationProgress(clock.Elapsed, recorded, answered, behind);
+        var (_, behind, _) = await cluster.LagAsync(includeCursors: true, ct);
+        return new SimulationProgress(clock.Elapsed, journaled, answered, behind);
     }
 
     /// <summary>
-    /// From journal commit to PushAccepted recorded (own rows, <c>local</c>), or from the origin's
-    /// journal commit to applied on this device (pulled rows, <c>remote</c>).
+    /// From journal commit to the moment a device recorded it: the cloud's answer on the device that wrote it (its
+    /// mapping), or the mutation applied on another device (found by Engram's own search from then on).
     /// </summary>
-    private static async Task<Latency> LatencyAsync(PipelineCluster cluster, string source, CancellationToken ct)
+    private static async Task<Latency> LatencyAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
+        string sql, CancellationToken ct)
     {
         var latencies = new List<double>();
         foreach (var device in cluster.Devices)
         {
-            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
+            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
             await connection.OpenAsync(ct);
             await using var select = connection.CreateCommand();
-            select.CommandText = "SELECT occurred_at, acked_at FROM sync_mutations WHERE source = $source AND acked_at IS NOT NULL";
-            select.Parameters.AddWithValue("$source", source);
+            select.CommandText = sql;
+            select.Parameters.AddWithValue("$device", device.DeviceId);
             await using var reader = await select.ExecuteReaderAsync(ct);
             while (await reader.ReadAsync(ct))
             {
-                var occurred = DateTimeOffset.Parse(reader.GetString(0), CultureInfo.InvariantCulture);
-                var acked = DateTimeOffset.Parse(reader.GetString(1), CultureInfo.InvariantCulture);
-                latencies.Add((acked - occurred).TotalMilliseconds);
+                if (committed.TryGetValue((reader.GetString(0), reader.GetInt64(1)), out var at)
+                    && DeviceSync.Storage.EngramTime.Parse(reader.GetString(2)) is { } recorded)
+                {
+                    latencies.Add((recorded - at).TotalMilliseconds);
+                }
             }
         }
         latencies.Sort();

@@ -1,113 +1,127 @@
+using System.Text.Json;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.DeviceSync.Entities;
+using Engram.Pipeline.DeviceSync.Apply;
 using Engram.Pipeline.DeviceSync.Storage;
 using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.DeviceSync.Cursor;
 
 /// <summary>
-/// Records the cloud's answers on the device: local→cloud seq mappings, acked and rejected journal
-/// rows, and the unified cursor. Every answer may arrive twice, late or out of order; applying it
-/// again changes nothing, because each write is conditional on the state it moves from.
+/// Records the cloud's answers in the Engram database: local→cloud seq mappings (PR #339's
+/// <c>sync_seq_mapping</c>), acks and rejections in upstream's own columns (so that Engram's own status reads
+/// right), and the target's unified cursor. Every answer may arrive twice, late or out of order; applying it again
+/// changes nothing, because each write is conditional on the state it moves from.
 /// </summary>
-public sealed class CursorService(DeviceDatabase database, DeviceIdentity identity, TimeProvider clock)
+public sealed class CursorService(EngramDatabase database, DeviceIdentity identity, TimeProvider clock)
 {
-    /// <summary>Applies a PushAccepted in one transaction.</summary>
+    /// <summary>Applies a PushAccepted in one short transaction.</summary>
     public async Task ApplyAcceptedAsync(PushAccepted reply, CancellationToken ct)
     {
-        CheckAddressedToUs(reply.TargetKey, reply.DeviceId);
-        var now = DeviceDatabase.Timestamp(clock.GetUtcNow());
+        CheckAddressedToUs(reply.DeviceId);
+        var target = new SyncTarget(reply.TargetKey);
+        var now = EngramTime.Iso(clock.GetUtcNow());
         await using var connection = await database.OpenAsync(ct);
         await using var transaction = connection.BeginTransaction();
 
+        long lastAcked = 0;
         await using (var map = transaction.Command("""
-            INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq, synced_at)
-            VALUES ($target, $local, $cloud, $now)
+            INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq, synced_at) VALUES ($target, $local, $cloud, $now)
             ON CONFLICT (target_key, local_seq) DO NOTHING;
             SELECT cloud_seq FROM sync_seq_mapping WHERE target_key = $target AND local_seq = $local;
-            """, ("$target", identity.Target), ("$now", now)))
-        await using (var ack = transaction.Command("""
-            UPDATE sync_mutations SET acked_at = $now
-            WHERE seq = $local AND target_key = $target AND source = 'local' AND acked_at IS NULL;
-            UPDATE entities SET cloud_seq = $cloud
-            WHERE target_key = $target AND local_seq = $local AND cloud_seq IS NULL;
-            """, ("$target", identity.Target), ("$now", now)))
+            """, ("$target", target.Key), ("$now", now)))
+        await using (var ack = Acknowledge.Command(transaction))
+        using (var applier = new EngramApplier(transaction, clock))
         {
-            var local = map.Parameters.Add("$local", SqliteType.Integer);
-            var cloud = map.Parameters.Add("$cloud", SqliteType.Integer);
-            var ackLocal = ack.Parameters.Add("$local", SqliteType.Integer);
-            var ackCloud = ack.Parameters.Add("$cloud", SqliteType.Integer);
             foreach (var mapping in reply.Mappings)
             {
-                local.Value = ackLocal.Value = mapping.LocalSeq;
-                cloud.Value = ackCloud.Value = mapping.CloudSeq;
-                var stored = (long)(await map.ExecuteScalarAsync(ct))!;
+                var stored = (long)(await map.Bind(("$local", mapping.LocalSeq), ("$cloud", mapping.CloudSeq)).ExecuteScalarAsync(ct))!;
                 if (stored != mapping.CloudSeq)
                 {
                     throw new InvalidOperationException(
-                        $"The cloud maps local seq {mapping.LocalSeq} to cloud seq {mapping.CloudSeq}, but this device " +
-                        $"recorded {stored} before. The device database and the cloud disagree; refusing to change either.");
+                        $"The cloud maps local seq {mapping.LocalSeq} of {target} to cloud seq {mapping.CloudSeq}, but this device " +
+                        $"recorded {stored} before. The Engram database and the cloud disagree; refusing to change either.");
                 }
-                await ack.ExecuteNonQueryAsync(ct);
+                Acknowledge.Row(ack, applier, target, mapping);
+                lastAcked = Math.Max(lastAcked, mapping.LocalSeq);
             }
         }
 
-        await using (var reject = transaction.Command("""
-            UPDATE sync_mutations SET rejected_at = $now, reject_reason = $reason, reject_detail = $detail
-            WHERE seq = $local AND target_key = $target AND source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
-            RETURNING entity, entity_key
-            """, ("$target", identity.Target), ("$now", now)))
+        await using (var record = transaction.Command("""
+            INSERT INTO pipeline_rejections (target_key, local_seq, reason, detail, rejected_at)
+            VALUES ($target, $local, $reason, $detail, $now)
+            ON CONFLICT (target_key, local_seq) DO NOTHING;
+            UPDATE sync_mutations SET disposition = 'quarantined', disposition_reason = $reason, disposition_evidence = $evidence,
+                disposition_at = datetime('now')
+            WHERE target_key = 'cloud' AND seq = $local AND acked_at IS NULL AND disposition = 'pending';
+            """, ("$target", target.Key), ("$now", now)))
         {
-            var local = reject.Parameters.Add("$local", SqliteType.Integer);
-            var reason = reject.Parameters.Add("$reason", SqliteType.Text);
-            var detail = reject.Parameters.Add("$detail", SqliteType.Text);
-            using var entities = new EntityWriter(transaction);
+            // Quarantined, not a new disposition: upstream re-journals an entity whose rows are neither pending nor
+            // quarantined, and would send the refused row again; its status counts quarantined rows as problems.
             foreach (var rejection in reply.Rejected)
             {
-                local.Value = rejection.LocalSeq;
-                reason.Value = rejection.Reason;
-                detail.Value = rejection.Detail;
-                await using var reader = await reject.ExecuteReaderAsync(ct);
-                if (await reader.ReadAsync(ct))
+                var evidence = JsonSerializer.Serialize(new
                 {
-                    // The edit was applied locally when it was recorded; without it the entity is what the rest of its history makes it.
-                    var (entity, key) = (reader.GetString(0), reader.GetString(1));
-                    await reader.DisposeAsync();
-                    entities.Refold(identity.Target, entity, key, now);
-                }
+                    source = "engram-pipeline", target = target.Project, reason = rejection.Reason, detail = rejection.Detail,
+                });
+                await record.Bind(("$local", rejection.LocalSeq), ("$reason", rejection.Reason), ("$detail", rejection.Detail),
+                    ("$evidence", evidence)).ExecuteNonQueryAsync(ct);
             }
         }
 
-        await using (var state = transaction.Command("""
-            INSERT INTO sync_state (target_key, cloud_head, updated_at) VALUES ($target, $head, $now)
-            ON CONFLICT (target_key) DO UPDATE SET
-                cloud_head = MAX(cloud_head, excluded.cloud_head), updated_at = excluded.updated_at;
-            """ + AdvanceCursorSql, ("$target", identity.Target), ("$head", reply.Head), ("$now", now)))
-        {
-            await state.ExecuteNonQueryAsync(ct);
-        }
+        await RecordAnsweredAsync(transaction, target, lastAcked, reply.Head, ct);
         await transaction.CommitAsync(ct);
     }
 
-    /// <summary>Keeps a whole-batch refusal where status can show it.</summary>
+    /// <summary>Keeps a whole-batch refusal where status and Engram's own status can show it.</summary>
     public async Task RecordRefusalAsync(PushRejected refusal, CancellationToken ct)
     {
-        CheckAddressedToUs(refusal.TargetKey, refusal.DeviceId);
+        CheckAddressedToUs(refusal.DeviceId);
+        var target = new SyncTarget(refusal.TargetKey);
+        var message = $"{refusal.Reason}: {refusal.Detail}";
         await using var connection = await database.OpenAsync(ct);
         await using var transaction = connection.BeginTransaction();
+        // Upstream's own reason codes, so that its status explains the refusal.
+        var reasonCode = refusal.Reason == RejectionReasons.NotAuthorised ? "policy_forbidden" : "transport_failed";
         await using var state = transaction.Command("""
-            INSERT INTO sync_state (target_key, last_error, updated_at) VALUES ($target, $error, $now)
-            ON CONFLICT (target_key) DO UPDATE SET last_error = excluded.last_error, updated_at = excluded.updated_at
-            """, ("$target", identity.Target), ("$error", $"{refusal.Reason}: {refusal.Detail}"),
-            ("$now", DeviceDatabase.Timestamp(clock.GetUtcNow())));
+            INSERT INTO pipeline_targets (target_key, last_refusal, last_refusal_at) VALUES ($target, $message, $now)
+            ON CONFLICT (target_key) DO UPDATE SET last_refusal = excluded.last_refusal, last_refusal_at = excluded.last_refusal_at;
+            INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ($target, 'idle', datetime('now'));
+            UPDATE sync_state SET lifecycle = 'degraded', consecutive_failures = consecutive_failures + 1, reason_code = $code,
+                reason_message = $message, last_error = $message, updated_at = datetime('now')
+            WHERE target_key = $target;
+            """, ("$target", target.Key), ("$message", message), ("$now", EngramTime.Iso(clock.GetUtcNow())), ("$code", reasonCode));
         await state.ExecuteNonQueryAsync(ct);
         await transaction.CommitAsync(ct);
     }
 
     /// <summary>
-    /// Rule 5: the cursor moves only over a gap-free run of cloud seqs this device knows: its own
-    /// mutations (mapped) and other devices' mutations it has applied (journaled as remote). It walks
-    /// the consecutive known seqs just above it and stops at the first unknown one; it never moves back.
+    /// What every answer moves, as upstream's own ack does: <c>sync_state('cloud')</c> and the project's row
+    /// (<c>last_acked_seq</c>, lifecycle <c>pending</c> while rows wait, else <c>healthy</c>, failures cleared, the
+    /// success time), the head heard of, and the unified cursor.
+    /// </summary>
+    internal static async Task RecordAnsweredAsync(SqliteTransaction transaction, SyncTarget target, long lastAcked, long head, CancellationToken ct)
+    {
+        await using var state = transaction.Command("""
+            INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ($target, 'idle', datetime('now'));
+            UPDATE sync_state SET
+                last_acked_seq = MAX(last_acked_seq, $acked),
+                lifecycle = CASE WHEN EXISTS (
+                    SELECT 1 FROM sync_mutations INDEXED BY idx_sync_mutations_transport
+                    WHERE target_key = 'cloud' AND disposition = 'pending' AND acked_at IS NULL
+                      AND (sync_state.target_key = 'cloud' OR project = $project)) THEN 'pending' ELSE 'healthy' END,
+                consecutive_failures = 0, backoff_until = NULL, reason_code = NULL, reason_message = NULL, last_error = NULL,
+                last_success_at = datetime('now'), updated_at = datetime('now')
+            WHERE target_key IN ('cloud', $target);
+            INSERT INTO pipeline_targets (target_key, cloud_head) VALUES ($target, $head)
+            ON CONFLICT (target_key) DO UPDATE SET cloud_head = MAX(cloud_head, excluded.cloud_head);
+            """ + AdvanceCursorSql, ("$target", target.Key), ("$project", target.Project), ("$acked", lastAcked), ("$head", head));
+        await state.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// Rule 5: the cursor moves only over a gap-free run of cloud seqs this device knows: its own mutations (mapped)
+    /// and other devices' mutations it has taken in (<c>pipeline_applied</c>). It walks the consecutive known seqs just
+    /// above it and stops at the first unknown one; it never moves back.
     /// </summary>
     internal const string AdvanceCursorSql = """
         UPDATE sync_state SET unified_cursor = COALESCE((
@@ -116,18 +130,17 @@ public sealed class CursorService(DeviceDatabase database, DeviceIdentity identi
                     SELECT cloud_seq FROM sync_seq_mapping
                     WHERE target_key = $target AND cloud_seq > sync_state.unified_cursor
                     UNION ALL
-                    SELECT cloud_seq FROM sync_mutations
-                    WHERE target_key = $target AND source = 'remote' AND cloud_seq > sync_state.unified_cursor))
+                    SELECT cloud_seq FROM pipeline_applied
+                    WHERE target_key = $target AND cloud_seq > sync_state.unified_cursor))
             WHERE cloud_seq = sync_state.unified_cursor + rank), unified_cursor)
         WHERE target_key = $target;
         """;
 
-    private void CheckAddressedToUs(string targetKey, string deviceId)
+    private void CheckAddressedToUs(string deviceId)
     {
-        if (targetKey != identity.Target || deviceId != identity.DeviceId)
+        if (deviceId != identity.DeviceId)
         {
-            throw new InvalidOperationException(
-                $"Received an answer for {targetKey}/{deviceId}, but this is device {identity.DeviceId} on {identity.Target}.");
+            throw new InvalidOperationException($"Received an answer for device {deviceId}, but this is device {identity.DeviceId}.");
         }
     }
 }

@@ -1,12 +1,11 @@
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.DeviceSync.Publisher;
 using MassTransit;
 
 namespace Engram.Pipeline.DeviceSync.Cursor;
 
 /// <summary>The cloud committed a batch: record its mappings and rejections, then let the publisher go on.</summary>
 public sealed partial class PushAcceptedConsumer(
-    CursorService cursor, InFlightWindow window, Wakeup signal, ILogger<PushAcceptedConsumer> log)
+    CursorService cursor, TargetSet targets, Wakeup signal, ILogger<PushAcceptedConsumer> log)
     : IConsumer<PushAccepted>
 {
     public async Task Consume(ConsumeContext<PushAccepted> context)
@@ -15,7 +14,7 @@ public sealed partial class PushAcceptedConsumer(
         await cursor.ApplyAcceptedAsync(reply, context.CancellationToken);
         if (context.RequestId is { } batchId)
         {
-            window.Answered(batchId);
+            targets.Window(reply.TargetKey).Answered(batchId);
         }
         signal.Notify();
         LogAccepted(reply.Mappings.Count, reply.Rejected.Count, reply.Head);

@@ -1,5 +1,4 @@
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.DeviceSync.Publisher;
 using MassTransit;
 
 namespace Engram.Pipeline.DeviceSync.Cursor;
@@ -10,7 +9,7 @@ namespace Engram.Pipeline.DeviceSync.Cursor;
 /// after the publisher's resend timeout, so the rows stay pending and nothing is lost.
 /// </summary>
 public sealed partial class PushRejectedConsumer(
-    CursorService cursor, InFlightWindow window, Wakeup signal, ILogger<PushRejectedConsumer> log)
+    CursorService cursor, TargetSet targets, Wakeup signal, ILogger<PushRejectedConsumer> log)
     : IConsumer<PushRejected>
 {
     public async Task Consume(ConsumeContext<PushRejected> context)
@@ -20,7 +19,7 @@ public sealed partial class PushRejectedConsumer(
         {
             if (context.RequestId is { } batchId)
             {
-                window.Resend(batchId);
+                targets.Window(refusal.TargetKey).Resend(batchId);
             }
             LogOutOfOrder(refusal.ExpectedPreviousLocalSeq);
             signal.Notify();

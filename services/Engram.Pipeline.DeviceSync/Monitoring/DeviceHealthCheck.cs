@@ -3,8 +3,9 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 namespace Engram.Pipeline.DeviceSync.Monitoring;
 
 /// <summary>
-/// Ready while the device database answers; degraded while the publisher or the puller keeps failing
-/// (and retrying), or while the cursor lags the head by more than the threshold.
+/// Ready while the Engram database answers; degraded while another holder has Engram's sync lease (the device then
+/// syncs nothing), while the publisher or the puller keeps failing (and retrying), or while a target's cursor lags
+/// its head by more than the threshold.
 /// </summary>
 public sealed class DeviceHealthCheck(DeviceRuntime device, HealthOptions options) : IHealthCheck
 {
@@ -12,26 +13,29 @@ public sealed class DeviceHealthCheck(DeviceRuntime device, HealthOptions option
     {
         try
         {
-            var counts = SyncCounts.Read(device.Database, device.Identity.Target);
-            var summary = $"{counts.Pending} pending, cursor {counts.Cursor} of head {counts.Head}";
-            var failing = new[] { ("publisher", device.Publisher.Backoff.Failing), ("puller", device.Puller.Backoff.Failing) }
+            var counts = device.Targets.Current.Select(target => (target, counts: SyncCounts.Read(device.Database, target))).ToList();
+            var summary = counts.Count == 0
+                ? "no project enrolled in Engram's sync"
+                : string.Join("; ", counts.Select(t => $"{t.target}: {t.counts.Pending} pending, cursor {t.counts.Cursor} of head {t.counts.Head}"));
+            var problems = new[] { ("publisher", device.Publisher.Backoff.Failing), ("puller", device.Puller.Backoff.Failing) }
                 .Where(loop => loop.Failing is not null)
                 .Select(loop => $"{loop.Item1} failing since {loop.Failing!.Since:u} ({loop.Failing.Attempts} attempts, " +
                                 $"next in {loop.Failing.NextDelay.TotalSeconds:0} s): {loop.Failing.LastError}")
+                .Concat(counts.Where(t => t.counts.Lag > options.MaxLag).Select(t => $"{t.target}: lag {t.counts.Lag} is over {options.MaxLag}"))
                 .ToList();
-            if (failing.Count > 0)
+            if (device.Lease.OtherHolder is { } holder)
             {
-                return Task.FromResult(HealthCheckResult.Degraded($"{summary}; {string.Join("; ", failing)}"));
+                problems.Insert(0, $"Engram's sync lease is held by {holder}; syncing nothing until it is free");
             }
-            return Task.FromResult(counts.Lag > options.MaxLag
-                ? HealthCheckResult.Degraded($"{summary}: lag {counts.Lag} is over {options.MaxLag}")
+            return Task.FromResult(problems.Count > 0
+                ? HealthCheckResult.Degraded($"{summary}; {string.Join("; ", problems)}")
                 : HealthCheckResult.Healthy(summary));
         }
 #pragma warning disable CA1031 // Any failure to read the database is the answer.
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy($"the device database does not answer: {e.Message}"));
+            return Task.FromResult(HealthCheckResult.Unhealthy($"the Engram database does not answer: {e.Message}"));
         }
     }
 }

@@ -3,83 +3,88 @@ using Microsoft.Data.Sqlite;
 namespace Engram.Pipeline.DeviceSync.Monitoring;
 
 /// <summary>
-/// Where one device stands on one target, for the operator: the <see cref="SyncCounts"/> that health and
-/// metrics report, the rejections by reason, and the last whole-batch refusal.
+/// Where one device stands on one project, for the operator: the <see cref="SyncCounts"/> that health and metrics
+/// report, the rejections by reason, the last whole-batch refusal, and who holds Engram's sync lease.
 /// </summary>
-/// <param name="DeviceId">The device database's id.</param>
-/// <param name="Target">The target (shared log).</param>
+/// <param name="DeviceId">The Engram database's device id; null when no device has attached to it yet.</param>
+/// <param name="Project">The project (the target).</param>
 /// <param name="Counts">What health and metrics report.</param>
 /// <param name="HeadFromCloud">Whether <see cref="SyncCounts.Head"/> is the cloud's own, or the last head the device heard of.</param>
 /// <param name="RejectedByReason">This device's rejected rows, by the cloud's reason code.</param>
-/// <param name="LastError">The last whole-batch refusal, if any.</param>
+/// <param name="LastRefusal">The last whole-batch refusal, if any.</param>
+/// <param name="LeaseOwner">Who holds Engram's sync lease (<c>sync_state('cloud')</c>), and until when; null when nobody does.</param>
 public sealed record DeviceStatus(
-    string DeviceId, string Target, SyncCounts Counts, bool HeadFromCloud, IReadOnlyDictionary<string, long> RejectedByReason,
-    string? LastError)
+    string? DeviceId, string Project, SyncCounts Counts, bool HeadFromCloud, IReadOnlyDictionary<string, long> RejectedByReason,
+    string? LastRefusal, string? LeaseOwner)
 {
     /// <summary>
-    /// Reads a device database without writing to it. With <paramref name="cloudHead"/>, each target's
-    /// head is the cloud's; without, it is the last head the device heard of.
+    /// Reads an Engram database without writing to it: every project enrolled in Engram's sync, and every project
+    /// the device has synced. With <paramref name="cloudHead"/>, each head is the cloud's; without, it is the last
+    /// head the device heard of.
     /// </summary>
     public static async Task<IReadOnlyList<DeviceStatus>> ReadAsync(
         string databasePath, Func<string, CancellationToken, Task<long>>? cloudHead, CancellationToken ct)
     {
         if (!File.Exists(databasePath))
         {
-            throw new FileNotFoundException($"No device database at {databasePath}.", databasePath);
+            throw new FileNotFoundException($"No Engram database at {databasePath}.", databasePath);
         }
         await using var connection = new SqliteConnection($"Data Source={databasePath};Mode=ReadOnly;Pooling=False");
         await connection.OpenAsync(ct);
-        var deviceId = (string)(await ScalarAsync(connection, "SELECT device_id FROM sync_device", null, ct))!;
+        var attached = await ScalarAsync(connection, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'pipeline_device'", ct) is 1L;
+        var deviceId = attached ? await ScalarAsync(connection, "SELECT device_id FROM pipeline_device", ct) as string : null;
+        var lease = await ScalarAsync(connection,
+            "SELECT lease_owner || ' until ' || lease_until FROM sync_state WHERE target_key = 'cloud' AND lease_owner <> ''", ct) as string;
         var statuses = new List<DeviceStatus>();
-        foreach (var target in await TargetsAsync(connection, ct))
+        foreach (var project in await ProjectsAsync(connection, attached, ct))
         {
-            var counts = SyncCounts.Read(connection, target);
+            var target = new SyncTarget(project);
+            var counts = attached ? SyncCounts.Read(connection, target) : new SyncCounts(0, 0, 0, 0, 0, 0, 0, 0, 0);
             if (cloudHead is not null)
             {
-                counts = counts with { Head = await cloudHead(target, ct) };
+                counts = counts with { Head = await cloudHead(project, ct) };
             }
             var reasons = new Dictionary<string, long>();
-            await using (var byReason = connection.CreateCommand())
+            string? refusal = null;
+            if (attached)
             {
-                byReason.CommandText = """
-                    SELECT reject_reason, COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_rejected
-                    WHERE target_key = $t AND source = 'local' AND rejected_at IS NOT NULL
-                    GROUP BY reject_reason ORDER BY reject_reason
-                    """;
-                byReason.Parameters.AddWithValue("$t", target);
-                await using var reader = await byReason.ExecuteReaderAsync(ct);
-                while (await reader.ReadAsync(ct))
+                await using var byReason = connection.CreateCommand();
+                byReason.CommandText = "SELECT reason, COUNT(*) FROM pipeline_rejections WHERE target_key = $t GROUP BY reason ORDER BY reason";
+                byReason.Parameters.AddWithValue("$t", target.Key);
+                await using (var reader = await byReason.ExecuteReaderAsync(ct))
                 {
-                    reasons[reader.GetString(0)] = reader.GetInt64(1);
+                    while (await reader.ReadAsync(ct))
+                    {
+                        reasons[reader.GetString(0)] = reader.GetInt64(1);
+                    }
                 }
+                byReason.CommandText = "SELECT last_refusal FROM pipeline_targets WHERE target_key = $t";
+                refusal = await byReason.ExecuteScalarAsync(ct) as string;
             }
-            var lastError = await ScalarAsync(connection, "SELECT last_error FROM sync_state WHERE target_key = $t", target, ct) as string;
-            statuses.Add(new DeviceStatus(deviceId, target, counts, cloudHead is not null, reasons, lastError));
+            statuses.Add(new DeviceStatus(deviceId, project, counts, cloudHead is not null, reasons, refusal, lease));
         }
         return statuses;
     }
 
-    private static async Task<List<string>> TargetsAsync(SqliteConnection connection, CancellationToken ct)
+    private static async Task<List<string>> ProjectsAsync(SqliteConnection connection, bool attached, CancellationToken ct)
     {
         await using var select = connection.CreateCommand();
-        select.CommandText = "SELECT target_key FROM sync_state UNION SELECT DISTINCT target_key FROM sync_mutations ORDER BY 1";
-        var targets = new List<string>();
+        select.CommandText = "SELECT project FROM sync_enrolled_projects" + (attached
+            ? " UNION SELECT substr(target_key, 7) FROM pipeline_targets WHERE target_key LIKE 'cloud:%'"
+            : "") + " ORDER BY 1";
+        var projects = new List<string>();
         await using var reader = await select.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            targets.Add(reader.GetString(0));
+            projects.Add(reader.GetString(0));
         }
-        return targets;
+        return projects;
     }
 
-    private static async Task<object?> ScalarAsync(SqliteConnection connection, string sql, string? target, CancellationToken ct)
+    private static async Task<object?> ScalarAsync(SqliteConnection connection, string sql, CancellationToken ct)
     {
         await using var command = connection.CreateCommand();
         command.CommandText = sql;
-        if (target is not null)
-        {
-            command.Parameters.AddWithValue("$t", target);
-        }
         return await command.ExecuteScalarAsync(ct);
     }
 }

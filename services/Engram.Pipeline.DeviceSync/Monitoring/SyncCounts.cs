@@ -4,17 +4,19 @@ using Microsoft.Data.Sqlite;
 namespace Engram.Pipeline.DeviceSync.Monitoring;
 
 /// <summary>
-/// Where a device stands on one target, read in one query: health, metrics and the operator's
-/// <c>status</c> all read it, so they never disagree.
+/// Where a device stands on one target, read in one query: health, metrics and the operator's <c>status</c> all read
+/// it, so they never disagree.
 /// </summary>
-/// <param name="Unsent">Journal rows not sent yet.</param>
+/// <param name="Unsent">Journal rows of the project Engram has not had sent yet.</param>
 /// <param name="InFlight">Journal rows sent and not answered yet.</param>
 /// <param name="Acked">This device's rows the cloud gave a seq.</param>
 /// <param name="Rejected">This device's rows the cloud rejected.</param>
-/// <param name="Pulled">Other devices' rows applied here.</param>
+/// <param name="Pulled">Other devices' rows taken in (applied, superseded by an own later edit, skipped, deferred or dead).</param>
+/// <param name="Deferred">Pulled rows waiting in <c>sync_apply_deferred</c> for their parent.</param>
+/// <param name="Dead">Pulled rows that can never apply, kept in <c>sync_apply_deferred</c> for an operator.</param>
 /// <param name="Cursor">The unified cursor.</param>
 /// <param name="Head">The last head of the target's log the device heard of.</param>
-public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rejected, long Pulled, long Cursor, long Head)
+public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rejected, long Pulled, long Deferred, long Dead, long Cursor, long Head)
 {
     /// <summary>Journal rows the cloud has not answered yet, sent or not.</summary>
     public long Pending => Unsent + InFlight;
@@ -22,36 +24,38 @@ public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rej
     public long Lag => Math.Max(0, Head - Cursor);
 
     /// <summary>Synchronous on purpose: observable instruments call back synchronously, and SQLite is in-process.</summary>
-    public static SyncCounts Read(DeviceDatabase database, string target)
+    public static SyncCounts Read(EngramDatabase database, SyncTarget target)
     {
         using var connection = database.Open();
         return Read(connection, target);
     }
 
-    public static SyncCounts Read(SqliteConnection connection, string target)
+    public static SyncCounts Read(SqliteConnection connection, SyncTarget target)
     {
         using var select = connection.CreateCommand();
-        // Every count walks a partial index, never the journal's rows: health and metrics read this
-        // often, and a journal of a million rows must not make them slow. Acked = local - pending - rejected.
+        // Every count walks an index, never the journal's rows: health and metrics read this often, and a journal of
+        // a million rows must not make them slow. Pending rows are found through upstream's transport index.
         select.CommandText = """
             SELECT
-                (SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_pending
-                 WHERE target_key = $t AND source = 'local' AND acked_at IS NULL AND rejected_at IS NULL),
-                (SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_pending
-                 WHERE target_key = $t AND source = 'local' AND acked_at IS NULL AND rejected_at IS NULL
-                   AND seq <= COALESCE((SELECT sent_through FROM sync_state WHERE target_key = $t), 0)),
-                (SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_local WHERE target_key = $t AND source = 'local'),
-                (SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_rejected
-                 WHERE target_key = $t AND source = 'local' AND rejected_at IS NOT NULL),
-                (SELECT COUNT(*) FROM sync_mutations INDEXED BY sync_mutations_remote WHERE target_key = $t AND source = 'remote'),
-                COALESCE((SELECT unified_cursor FROM sync_state WHERE target_key = $t), 0),
-                COALESCE((SELECT cloud_head FROM sync_state WHERE target_key = $t), 0)
+                (SELECT COUNT(*) FROM sync_mutations INDEXED BY idx_sync_mutations_transport
+                 WHERE target_key = 'cloud' AND disposition = 'pending' AND acked_at IS NULL AND project = $project),
+                (SELECT COUNT(*) FROM sync_mutations INDEXED BY idx_sync_mutations_transport
+                 WHERE target_key = 'cloud' AND disposition = 'pending' AND acked_at IS NULL AND project = $project
+                   AND seq <= COALESCE((SELECT sent_through FROM pipeline_targets WHERE target_key = $target), 0)),
+                (SELECT COUNT(*) FROM sync_seq_mapping WHERE target_key = $target),
+                (SELECT COUNT(*) FROM pipeline_rejections WHERE target_key = $target),
+                (SELECT COUNT(*) FROM pipeline_applied WHERE target_key = $target),
+                (SELECT COUNT(*) FROM sync_apply_deferred WHERE target_key = 'cloud' AND project = $project AND apply_status = 'deferred'),
+                (SELECT COUNT(*) FROM sync_apply_deferred WHERE target_key = 'cloud' AND project = $project AND apply_status = 'dead'),
+                COALESCE((SELECT unified_cursor FROM sync_state WHERE target_key = $target), 0),
+                COALESCE((SELECT cloud_head FROM pipeline_targets WHERE target_key = $target), 0)
             """;
-        select.Parameters.AddWithValue("$t", target);
+        select.Parameters.AddWithValue("$target", target.Key);
+        select.Parameters.AddWithValue("$project", target.Project);
         using var reader = select.ExecuteReader();
         reader.Read();
-        var (pending, inFlight, local, rejected) = (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2), reader.GetInt64(3));
-        return new SyncCounts(pending - inFlight, inFlight, local - pending - rejected, rejected, reader.GetInt64(4), reader.GetInt64(5),
-            reader.GetInt64(6));
+        var (pending, inFlight) = (reader.GetInt64(0), reader.GetInt64(1));
+        return new SyncCounts(pending - inFlight, inFlight, reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5),
+            reader.GetInt64(6), reader.GetInt64(7), reader.GetInt64(8));
     }
 }

@@ -1,20 +1,24 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Storage;
 using Engram.Pipeline.Hosting;
 using MassTransit;
 
 namespace Engram.Pipeline.DeviceSync.Publisher;
 
 /// <summary>
-/// Ships the journal to <c>engram-push</c> (through <see cref="DeviceRoutes.Push"/>): unanswered rows in
-/// seq order, in batches, several in flight. The journal is the only durable state: after a restart, or
-/// when a batch goes unanswered for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is
-/// simply sent again and the cloud answers duplicates with the seqs it gave before.
+/// Ships Engram's journal to <c>engram-push</c> (through <see cref="DeviceRoutes.Push"/>), each synced project to its
+/// own target: pending rows in seq order, in batches, several in flight per target. It notices rows the Engram
+/// application writes by polling every <see cref="PublisherOptions.PollInterval"/>, and sends only while the device
+/// holds Engram's sync lease. The journal is the only durable state: after a restart, or when a batch goes
+/// unanswered for <see cref="PublisherOptions.ResendAfter"/>, everything unanswered is simply sent again and the
+/// cloud answers duplicates with the seqs it gave before.
 /// </summary>
 public sealed partial class JournalPublisher(
     JournalReader journal,
     Wakeup signal,
-    InFlightWindow window,
+    TargetSet targets,
+    SyncLease lease,
     DeviceIdentity identity,
     DeviceRoutes routes,
     PublisherOptions options,
@@ -37,7 +41,13 @@ public sealed partial class JournalPublisher(
         {
             try
             {
-                await FillWindowAsync(push, replyTo, stoppingToken);
+                foreach (var target in await targets.RefreshAsync(stoppingToken))
+                {
+                    if (lease.IsHeld)
+                    {
+                        await FillWindowAsync(push, replyTo, target, targets.Window(target.Project), stoppingToken);
+                    }
+                }
                 Backoff.Succeeded();
                 await signal.WaitAsync(_options.PollInterval, stoppingToken);
             }
@@ -50,22 +60,22 @@ public sealed partial class JournalPublisher(
                 // The broker or the database is away; nothing was lost (the journal still has every row).
                 var delay = Backoff.Failed(e, clock.GetUtcNow());
                 LogPublishFailed(e, Backoff.Failing!.Attempts, delay);
-                window.Clear();
+                targets.ClearWindows();
                 // Stopping ends the wait, and the loop.
                 await Task.Delay(delay, clock, stoppingToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
     }
 
-    private async Task FillWindowAsync(ISendEndpoint push, Uri replyTo, CancellationToken ct)
+    private async Task FillWindowAsync(ISendEndpoint push, Uri replyTo, SyncTarget target, InFlightWindow window, CancellationToken ct)
     {
         if (window.ExpireSentBefore(clock.GetUtcNow() - _options.ResendAfter) is > 0 and var dropped)
         {
-            LogResending(dropped, _options.ResendAfter);
+            LogResending(target.Project, dropped, _options.ResendAfter);
         }
         while (window.Count < _options.MaxBatchesInFlight)
         {
-            var batch = await journal.ReadBatchAsync(window.LastSeq, _options.MaxBatchMutations, _options.MaxBatchBytes, ct);
+            var batch = await journal.ReadBatchAsync(target, window.LastSeq, _options.MaxBatchMutations, _options.MaxBatchBytes, ct);
             if (batch is null)
             {
                 return;
@@ -74,7 +84,7 @@ public sealed partial class JournalPublisher(
             window.Add(new InFlightWindow.SentBatch(id, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count, clock.GetUtcNow()));
             var message = new PushMutations
             {
-                TargetKey = identity.Target,
+                TargetKey = target.Project,
                 DeviceId = identity.DeviceId,
                 PreviousLocalSeq = batch.PreviousLocalSeq,
                 Mutations = batch.Mutations,
@@ -91,15 +101,15 @@ public sealed partial class JournalPublisher(
             }, deadline.Token);
             await journal.MarkSentAsync(batch, ct);
             Sent?.Invoke(batch.Mutations.Count);
-            LogSent(batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
+            LogSent(target.Project, batch.PreviousLocalSeq, batch.FirstSeq, batch.LastSeq, batch.Mutations.Count);
         }
     }
 
-    [LoggerMessage(LogLevel.Debug, "Sent batch after {PreviousLocalSeq}: seqs {FirstSeq}..{LastSeq} ({Count} mutations)")]
-    private partial void LogSent(long previousLocalSeq, long firstSeq, long lastSeq, int count);
+    [LoggerMessage(LogLevel.Debug, "Sent batch of {Target} after {PreviousLocalSeq}: seqs {FirstSeq}..{LastSeq} ({Count} mutations)")]
+    private partial void LogSent(string target, long previousLocalSeq, long firstSeq, long lastSeq, int count);
 
-    [LoggerMessage(LogLevel.Warning, "{Dropped} batches unanswered after {ResendAfter}; sending everything unanswered again")]
-    private partial void LogResending(int dropped, TimeSpan resendAfter);
+    [LoggerMessage(LogLevel.Warning, "{Dropped} batches of {Target} unanswered after {ResendAfter}; sending everything unanswered again")]
+    private partial void LogResending(string target, int dropped, TimeSpan resendAfter);
 
     [LoggerMessage(LogLevel.Warning, "Publishing the journal failed (attempt {Attempts}); retrying in {Delay}")]
     private partial void LogPublishFailed(Exception exception, int attempts, TimeSpan delay);

@@ -1,6 +1,6 @@
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.DeviceSync.Apply;
 using Engram.Pipeline.DeviceSync.Cursor;
-using Engram.Pipeline.DeviceSync.Entities;
 using Engram.Pipeline.DeviceSync.Storage;
 using Microsoft.Data.Sqlite;
 
@@ -10,159 +10,180 @@ namespace Engram.Pipeline.DeviceSync.Pull;
 public sealed record PageResult(int Applied, int OwnRecognised, long Cursor, long Head);
 
 /// <summary>
-/// Applies a page of the cloud log in one SQLite transaction: this device's own rows become
-/// mappings (never applied again: bug #238), other devices' rows are journaled once and folded into
-/// the entities in cloud order, and the cursor moves to the page's <c>throughSeq</c> (every seq up to
-/// it was examined), never past a seq the page did not cover.
+/// Applies a page of a target's cloud log to the Engram database, in short transactions of at most
+/// <see cref="ChunkRows"/> rows (the Engram application writes the same file). This device's own rows become mappings
+/// and acks, never applied again (bug #238); every other device's row is taken in once (<c>pipeline_applied</c>):
+/// applied into Engram's own tables with upstream's rules, unless this device's own edit of the entity comes later in
+/// cloud order or is not placed yet (rule 7). The cursor moves with each transaction to the last seq it examined, and
+/// never past a seq the page did not cover.
 /// </summary>
-public sealed class PageApplier(DeviceDatabase database, DeviceIdentity identity, TimeProvider clock)
+public sealed class PageApplier(EngramDatabase database, DeviceIdentity identity, TimeProvider clock)
 {
-    public async Task<PageResult> ApplyAsync(MutationsPage page, CancellationToken ct)
-    {
-        if (page.TargetKey != identity.Target)
-        {
-            throw new InvalidOperationException($"Received a page of {page.TargetKey}, but this device syncs {identity.Target}.");
-        }
-        var now = DeviceDatabase.Timestamp(clock.GetUtcNow());
-        await using var connection = await database.OpenAsync(ct);
-        await using var transaction = connection.BeginTransaction();
-        var cursor = ReadCursor(transaction);
+    /// <summary>Rows per write transaction: a page of large observations is megabytes.</summary>
+    public const int ChunkRows = 100;
 
-        int applied = 0, own = 0;
+    /// <summary>Deferred rows retried per transaction, once their parents may have arrived.</summary>
+    private const int ReplayRows = 100;
+
+    public async Task<PageResult> ApplyAsync(SyncTarget target, MutationsPage page, CancellationToken ct)
+    {
+        if (page.TargetKey != target.Project)
+        {
+            throw new InvalidOperationException($"Received a page of {page.TargetKey} for {target}.");
+        }
+        var cursor = await ReadCursorAsync(target, ct);
         // A page that starts above cursor + 1 (a stale duplicate) cannot be placed: nothing of it is used.
         var usable = page.Mutations.Count > 0 && page.Mutations[0].CloudSeq <= cursor + 1
             && page.Mutations.Select((row, i) => row.CloudSeq == page.Mutations[0].CloudSeq + i).All(contiguous => contiguous);
-        if (usable)
+        var rows = usable ? page.Mutations.Where(r => r.CloudSeq > cursor).ToList() : [];
+        int applied = 0, own = 0;
+        // No rows still records the head the page reports.
+        var chunks = rows.Count > 0 ? rows.Chunk(ChunkRows).ToList() : [[]];
+        foreach (var chunk in chunks)
         {
-            using var writer = new Writer(transaction, identity, now);
-            foreach (var row in page.Mutations.Where(r => r.CloudSeq > cursor))
+            await using var connection = await database.OpenAsync(ct);
+            await using var transaction = connection.BeginTransaction();
+            long lastOwn = 0;
+            using (var writer = new Writer(transaction, target, clock))
             {
-                if (row.DeviceId == identity.DeviceId)
+                foreach (var row in chunk)
                 {
-                    writer.RecogniseOwn(row);
-                    own++;
+                    if (row.DeviceId == identity.DeviceId)
+                    {
+                        writer.RecogniseOwn(row);
+                        lastOwn = Math.Max(lastOwn, row.LocalSeq);
+                        own++;
+                    }
+                    else if (writer.TakeIn(row))
+                    {
+                        applied++;
+                    }
                 }
-                else if (writer.ApplyForeign(row))
-                {
-                    applied++;
-                }
+                writer.ReplayDeferred(ReplayRows);
             }
+            // Every seq up to the chunk's last was examined; after the last chunk, up to what the page examined.
+            var through = chunk.Length > 0 ? chunk[^1].CloudSeq : cursor;
+            if (usable && chunk == chunks[^1])
+            {
+                through = Math.Max(through, page.ThroughSeq);
+            }
+            await using (var move = transaction.Command("UPDATE sync_state SET unified_cursor = MAX(unified_cursor, $through) WHERE target_key = $target",
+                ("$target", target.Key), ("$through", through)))
+            {
+                await move.ExecuteNonQueryAsync(ct);
+            }
+            await CursorService.RecordAnsweredAsync(transaction, target, lastOwn, page.Head, ct);
+            cursor = await ReadCursorAsync(transaction, target, ct);
+            await transaction.CommitAsync(ct);
         }
-
-        using (var state = transaction.Command("""
-                UPDATE sync_state SET
-                    unified_cursor = MAX(unified_cursor, $through),
-                    cloud_head = MAX(cloud_head, $head),
-                    updated_at = $now
-                WHERE target_key = $target;
-                """ + CursorService.AdvanceCursorSql + """
-                SELECT unified_cursor FROM sync_state WHERE target_key = $target;
-                """, ("$target", identity.Target), ("$through", usable ? page.ThroughSeq : cursor), ("$head", page.Head), ("$now", now)))
-        {
-            cursor = (long)(await state.ExecuteScalarAsync(ct))!;
-        }
-        await transaction.CommitAsync(ct);
         return new PageResult(applied, own, cursor, page.Head);
     }
 
-    private long ReadCursor(SqliteTransaction transaction)
+    private async Task<long> ReadCursorAsync(SyncTarget target, CancellationToken ct)
     {
-        using var command = transaction.Command("""
-            INSERT INTO sync_state (target_key) VALUES ($target) ON CONFLICT DO NOTHING;
-            SELECT unified_cursor FROM sync_state WHERE target_key = $target;
-            """, ("$target", identity.Target));
-        return (long)command.ExecuteScalar()!;
+        await using var connection = await database.OpenAsync(ct);
+        await using var transaction = connection.BeginTransaction(deferred: true);
+        return await ReadCursorAsync(transaction, target, ct);
     }
 
+    private static async Task<long> ReadCursorAsync(SqliteTransaction transaction, SyncTarget target, CancellationToken ct)
+    {
+        await using var read = transaction.Command("SELECT unified_cursor FROM sync_state WHERE target_key = $target", ("$target", target.Key));
+        return await read.ExecuteScalarAsync(ct) as long? ?? 0;
+    }
+
+    /// <summary>The statements of one transaction, prepared once for its rows.</summary>
     private sealed class Writer : IDisposable
     {
+        private readonly SyncTarget _target;
+        private readonly EngramApplier _applier;
         private readonly SqliteCommand _map;
-        private readonly SqliteCommand _ack;
-        private readonly SqliteCommand _journal;
+        private readonly SqliteCommand _acknowledge;
+        private readonly SqliteCommand _taken;
+        private readonly SqliteCommand _record;
         private readonly SqliteCommand _ownLater;
-        private readonly EntityWriter _entities;
-        private readonly DeviceIdentity _identity;
-        private readonly string _now;
 
-        public Writer(SqliteTransaction transaction, DeviceIdentity identity, string now)
+        public Writer(SqliteTransaction transaction, SyncTarget target, TimeProvider clock)
         {
-            _identity = identity;
-            _now = now;
-            _entities = new EntityWriter(transaction);
+            _target = target;
+            _acknowledge = Acknowledge.Command(transaction);
             _map = transaction.Command("""
-                INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq, synced_at)
-                SELECT $target, $local, $cloud, $now
-                WHERE EXISTS (SELECT 1 FROM sync_mutations WHERE seq = $local AND target_key = $target AND source = 'local')
+                INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq, synced_at) VALUES ($target, $local, $cloud, $now)
                 ON CONFLICT (target_key, local_seq) DO NOTHING;
                 SELECT cloud_seq FROM sync_seq_mapping WHERE target_key = $target AND local_seq = $local;
-                """, ("$target", identity.Target));
-            _ack = transaction.Command("""
-                UPDATE sync_mutations SET acked_at = $now
-                WHERE seq = $local AND target_key = $target AND source = 'local' AND acked_at IS NULL;
-                UPDATE entities SET cloud_seq = $cloud WHERE target_key = $target AND local_seq = $local AND cloud_seq IS NULL;
-                """, ("$target", identity.Target));
-            _journal = transaction.Command("""
-                INSERT INTO sync_mutations
-                    (target_key, entity, entity_key, op, payload, source, occurred_at, acked_at, cloud_seq, origin_device)
-                VALUES ($target, $entity, $key, $op, $payload, 'remote', $occurred, $now, $cloud, $origin)
-                ON CONFLICT DO NOTHING
-                """, ("$target", identity.Target));
-            // Rule 7: this device's own edit of the entity that the cloud placed after this row, or has not placed yet, wins.
-            // Only the latest own edit needs asking: the cloud places a device's edits in local seq order (I3),
-            // so if any own edit is unplaced or placed later, the latest is. One index step, however long the history.
+                """, ("$target", target.Key), ("$now", EngramTime.Iso(clock.GetUtcNow())));
+            _taken = transaction.Command("SELECT EXISTS (SELECT 1 FROM pipeline_applied WHERE target_key = $target AND cloud_seq = $cloud)",
+                ("$target", target.Key));
+            _record = transaction.Command("""
+                INSERT INTO pipeline_applied (target_key, cloud_seq, origin_device, origin_local_seq, entity, entity_key, op, outcome, applied_at)
+                VALUES ($target, $cloud, $origin, $originSeq, $entity, $key, $op, $outcome, $now)
+                """, ("$target", target.Key), ("$now", EngramTime.Iso(clock.GetUtcNow())));
+            // Rule 7, asked of the latest own row of the entity only: the cloud places a device's rows in local seq
+            // order (I3), so if any own edit is unplaced or placed later, the latest is. A row Engram's own sync acked
+            // long ago (no mapping) is placed before anything this log holds.
             _ownLater = transaction.Command("""
                 SELECT EXISTS (
                     SELECT 1 FROM (
-                        SELECT m.seq FROM sync_mutations m INDEXED BY sync_mutations_entity_local
-                        WHERE m.target_key = $target AND m.entity = $entity AND m.entity_key = $key
-                          AND m.source = 'local' AND m.rejected_at IS NULL
-                        ORDER BY m.seq DESC LIMIT 1) AS latest
+                        SELECT seq, acked_at FROM sync_mutations INDEXED BY idx_sync_mutations_lookup
+                        WHERE target_key = 'cloud' AND entity = $entity AND entity_key = $key AND disposition = 'pending'
+                        ORDER BY seq DESC LIMIT 1) AS latest
                     LEFT JOIN sync_seq_mapping s ON s.target_key = $target AND s.local_seq = latest.seq
-                    WHERE s.cloud_seq IS NULL OR s.cloud_seq > $cloud)
-                """, ("$target", identity.Target));
+                    WHERE latest.acked_at IS NULL OR s.cloud_seq > $cloud)
+                """, ("$target", target.Key));
+            _applier = new EngramApplier(transaction, clock, OwnEditIsLater);
         }
 
-        /// <summary>This device's own row: record where the cloud put it; never apply it again.</summary>
+        /// <summary>This device's own row: record where the cloud put it, even if Engram removed the row since; never apply it again.</summary>
         public void RecogniseOwn(CloudMutation row)
         {
-            _map.Bind(("$local", row.LocalSeq), ("$cloud", row.CloudSeq), ("$now", _now));
-            var stored = _map.ExecuteScalar();
-            if (stored is not long cloudSeq || cloudSeq != row.CloudSeq)
+            var stored = (long)_map.Bind(("$local", row.LocalSeq), ("$cloud", row.CloudSeq)).ExecuteScalar()!;
+            if (stored != row.CloudSeq)
             {
-                throw new InvalidOperationException(stored is null
-                    ? $"The cloud holds local seq {row.LocalSeq} of this device ({_identity.DeviceId}) as cloud seq {row.CloudSeq}, " +
-                      "but this journal has no such local row: was the device database reset or cloned under the same id?"
-                    : $"The cloud puts local seq {row.LocalSeq} at cloud seq {row.CloudSeq}, but this device recorded {stored}.");
+                throw new InvalidOperationException(
+                    $"The cloud puts local seq {row.LocalSeq} of {_target} at cloud seq {row.CloudSeq}, but this device recorded {stored}.");
             }
-            _ack.Bind(("$local", row.LocalSeq), ("$cloud", row.CloudSeq), ("$now", _now));
-            _ack.ExecuteNonQuery();
+            Acknowledge.Row(_acknowledge, _applier, _target, new SeqMapping { LocalSeq = row.LocalSeq, CloudSeq = row.CloudSeq });
         }
 
-        /// <summary>Another device's row: journal it once and fold it in unless an own edit is later. Returns false if it was applied before.</summary>
-        public bool ApplyForeign(CloudMutation row)
+        /// <summary>Another device's row: take it in once; returns false when it was taken in before.</summary>
+        public bool TakeIn(CloudMutation row)
         {
-            _journal.Bind(("$entity", row.Entity), ("$key", row.EntityKey), ("$op", row.Op), ("$payload", row.Payload),
-                ("$occurred", DeviceDatabase.Timestamp(row.OccurredAt)), ("$now", _now), ("$cloud", row.CloudSeq),
-                ("$origin", row.DeviceId));
-            if (_journal.ExecuteNonQuery() == 0)
+            if ((long)_taken.Bind(("$cloud", row.CloudSeq)).ExecuteScalar()! == 1)
             {
                 return false;
             }
-            _ownLater.Bind(("$entity", row.Entity), ("$key", row.EntityKey), ("$cloud", row.CloudSeq));
-            if ((long)_ownLater.ExecuteScalar()! == 0)
+            var outcome = OwnEditIsLater(row.Entity, row.EntityKey, row.CloudSeq)
+                ? "superseded"
+                : _applier.Apply(new PulledMutation(_target.Project, row.CloudSeq, row.Entity, row.Op, row.EntityKey, row.Payload)).Outcome switch
+                {
+                    ApplyOutcome.Applied => "applied",
+                    ApplyOutcome.Skipped => "skipped",
+                    ApplyOutcome.Deferred => "deferred",
+                    _ => "dead",
+                };
+            _record.Bind(("$cloud", row.CloudSeq), ("$origin", row.DeviceId), ("$originSeq", row.LocalSeq), ("$entity", row.Entity),
+                ("$key", row.EntityKey), ("$op", row.Op), ("$outcome", outcome)).ExecuteNonQuery();
+            if (outcome == "applied" && row.Entity is "session" or "observation")
             {
-                _entities.Apply(_identity.Target, row.Entity, row.EntityKey, row.Op, row.Payload, row.CloudSeq, localSeq: null, _now);
+                // What waited for this parent applies now, in its place in cloud order: before the rows after it.
+                _applier.ReplayDeferred(_target.Project, ReplayRows);
             }
             return true;
         }
 
+        public void ReplayDeferred(int limit) => _applier.ReplayDeferred(_target.Project, limit);
+
+        private bool OwnEditIsLater(string entity, string key, long cloudSeq) =>
+            (long)_ownLater.Bind(("$entity", entity), ("$key", key), ("$cloud", cloudSeq)).ExecuteScalar()! == 1;
+
         public void Dispose()
         {
+            _applier.Dispose();
             _map.Dispose();
-            _ack.Dispose();
-            _journal.Dispose();
+            _acknowledge.Dispose();
+            _taken.Dispose();
+            _record.Dispose();
             _ownLater.Dispose();
-            _entities.Dispose();
         }
     }
 }

@@ -6,26 +6,40 @@ using MassTransit;
 namespace Engram.Pipeline.DeviceSync.Pull;
 
 /// <summary>
-/// Brings other devices' changes: on TargetAdvanced (or every <see cref="PullerOptions.PollInterval"/>
-/// as a fallback) it asks <c>engram-pull</c> for pages after the unified cursor until it has caught
-/// up with the head.
+/// Brings other devices' changes: for each target whose log grew (TargetAdvanced), and for every target each
+/// <see cref="PullerOptions.PollInterval"/> as a fallback, it asks <c>engram-pull</c> for pages after the target's
+/// unified cursor until it has caught up with the head. It pulls only while the device holds Engram's sync lease.
 /// </summary>
 public sealed partial class Puller(
-    PageApplier applier, DeviceDatabase database, DeviceIdentity identity, DeviceRoutes routes, Wakeup signal,
-    PullerOptions options, TimeProvider clock, ILogger<Puller> log)
+    PageApplier applier, EngramDatabase database, DeviceIdentity identity, TargetSet targets, SyncLease lease, DeviceRoutes routes,
+    Wakeup signal, PullerOptions options, TimeProvider clock, ILogger<Puller> log)
 {
-    /// <summary>Retries after a failure, from 1 s up to 30 s apart; health reports a run of failures.</summary>
+    /// <summary>Retries after a failure, from 1 s up to 30 s apart, with jitter; health reports a run of failures.</summary>
     public Backoff Backoff { get; } = new(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(30));
 
     public async Task RunAsync(IBus bus, CancellationToken stoppingToken)
     {
-        var client = bus.CreateRequestClient<PullMutations>(routes.Pull,
-            RequestTimeout.After(s: (int)options.RequestTimeout.TotalSeconds));
+        var client = bus.CreateRequestClient<PullMutations>(routes.Pull, RequestTimeout.After(s: (int)options.RequestTimeout.TotalSeconds));
+        var lastPoll = DateTimeOffset.MinValue;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                await CatchUpAsync(client, stoppingToken);
+                var poll = clock.GetUtcNow() - lastPoll >= options.PollInterval;
+                if (poll)
+                {
+                    lastPoll = clock.GetUtcNow();
+                }
+                if (lease.IsHeld)
+                {
+                    foreach (var target in targets.Current)
+                    {
+                        if (targets.TakeAdvanced(target.Project) || poll)
+                        {
+                            await CatchUpAsync(client, target, stoppingToken);
+                        }
+                    }
+                }
                 Backoff.Succeeded();
                 await signal.WaitAsync(options.PollInterval, stoppingToken);
             }
@@ -50,22 +64,22 @@ public sealed partial class Puller(
         }
     }
 
-    /// <summary>Pages until the cursor reaches the head the cloud reports.</summary>
-    public async Task CatchUpAsync(IRequestClient<PullMutations> client, CancellationToken ct)
+    /// <summary>Pages until the target's cursor reaches the head the cloud reports.</summary>
+    public async Task CatchUpAsync(IRequestClient<PullMutations> client, SyncTarget target, CancellationToken ct)
     {
         while (true)
         {
-            var cursor = await ReadCursorAsync(ct);
+            var cursor = await ReadCursorAsync(target, ct);
             // The request timeout counts from the send; a send whose connection dies can wait for the broker's
             // confirm for ever, so the whole request gets the same deadline.
             using var unanswered = new CancellationTokenSource(options.RequestTimeout, clock);
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unanswered.Token);
             var response = await client.GetResponse<MutationsPage>(new PullMutations
             {
-                TargetKey = identity.Target, DeviceId = identity.DeviceId, AfterSeq = cursor, Limit = options.PageSize,
+                TargetKey = target.Project, DeviceId = identity.DeviceId, AfterSeq = cursor, Limit = options.PageSize,
             }, deadline.Token);
-            var result = await applier.ApplyAsync(response.Message, ct);
-            LogPage(cursor, response.Message.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
+            var result = await applier.ApplyAsync(target, response.Message, ct);
+            LogPage(target.Project, cursor, response.Message.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
             if (result.Cursor >= result.Head || result.Cursor == cursor)
             {
                 return;
@@ -73,17 +87,17 @@ public sealed partial class Puller(
         }
     }
 
-    private async Task<long> ReadCursorAsync(CancellationToken ct)
+    private async Task<long> ReadCursorAsync(SyncTarget target, CancellationToken ct)
     {
         await using var connection = await database.OpenAsync(ct);
         await using var select = connection.CreateCommand();
         select.CommandText = "SELECT unified_cursor FROM sync_state WHERE target_key = $target";
-        select.Parameters.AddWithValue("$target", identity.Target);
+        select.Parameters.AddWithValue("$target", target.Key);
         return await select.ExecuteScalarAsync(ct) as long? ?? 0;
     }
 
-    [LoggerMessage(LogLevel.Debug, "Pulled after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
-    private partial void LogPage(long afterSeq, int rows, int applied, int own, long cursor, long head);
+    [LoggerMessage(LogLevel.Debug, "Pulled {Target} after {AfterSeq}: {Rows} rows, {Applied} applied, {Own} own; cursor {Cursor} of head {Head}")]
+    private partial void LogPage(string target, long afterSeq, int rows, int applied, int own, long cursor, long head);
 
     [LoggerMessage(LogLevel.Error, "The cloud refused a pull: {Reason}; asking again at the next poll")]
     private partial void LogPullRefused(string reason);

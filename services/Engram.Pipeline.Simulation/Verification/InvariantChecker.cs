@@ -1,6 +1,8 @@
-using System.Text.Json.Nodes;
+using System.Globalization;
+using System.Text.Json;
 using Engram.Pipeline.Cloud.Storage;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.DeviceSync;
 using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Simulation.Verification;
@@ -8,35 +10,33 @@ namespace Engram.Pipeline.Simulation.Verification;
 /// <summary>One invariant's verdict, with the counts behind it.</summary>
 public sealed record Verdict(string Name, bool Pass, string Detail);
 
-/// <summary>A device database to check: its id, target and SQLite file.</summary>
-public sealed record DeviceDatabaseRef(string DeviceId, string Target, string DatabasePath);
+/// <summary>An Engram database to check: its device id, file, and the projects (targets) it syncs.</summary>
+public sealed record DeviceDatabaseRef(string DeviceId, string DatabasePath, IReadOnlyList<string> Projects);
 
 /// <summary>
-/// Checks the invariants of DESIGN §4 from the databases alone: the cloud log (read through the
-/// cloud store) and each device's SQLite file. I6 compares every device's entities with a model:
-/// the cloud log folded in seq order.
+/// Checks the invariants of DESIGN §4 from the databases alone: the cloud log (read through the cloud store) and each
+/// device's Engram database. I6 compares, per project, what sync carries in Engram's own tables: across devices, and
+/// with the cloud log folded in seq order (the last mutation of each entity decides it).
 /// </summary>
 public static class InvariantChecker
 {
-    private sealed record JournalRow(long Seq, bool Acked, bool Rejected, string? Reason);
+    private sealed record JournalRow(long Seq, bool Acked, string Disposition);
 
-    private sealed record Entity(string Payload, bool Deleted, long? CloudSeq);
+    private sealed record DeviceTarget(
+        string DeviceId, string Project, List<JournalRow> Journal, Dictionary<long, long> Mappings, HashSet<long> Rejected,
+        Dictionary<long, string> Applied, long Cursor, EngramSnapshot Snapshot);
 
-    private sealed record DeviceState(
-        DeviceDatabaseRef Device, List<JournalRow> Journal, Dictionary<long, long> Mappings,
-        Dictionary<long, int> Applied, HashSet<string> AppliedOwnOrigin, long Cursor, Dictionary<(string, string), Entity> Entities);
+    private sealed record CloudLog(long Head, List<CloudMutation> Rows);
 
-    /// <summary>I1–I4 and the cursor rule: what holds once every push is answered.</summary>
-    public static async Task<IReadOnlyList<Verdict>> CheckPushAsync(
-        ICloudStore cloud, IReadOnlyList<DeviceDatabaseRef> devices, CancellationToken ct)
+    /// <summary>I1–I5 and the cursor rule: what holds once every push is answered.</summary>
+    public static async Task<IReadOnlyList<Verdict>> CheckPushAsync(ICloudStore cloud, IReadOnlyList<DeviceDatabaseRef> devices, CancellationToken ct)
     {
         var (logs, states) = await ReadAsync(cloud, devices, ct);
         return [NoLoss(states), NoDuplication(logs), PerDeviceOrder(states, logs), MappingsMatchCloud(states, logs), CursorSound(states, logs)];
     }
 
     /// <summary>I1–I6: everything, at quiescence (every cursor at its head).</summary>
-    public static async Task<IReadOnlyList<Verdict>> CheckAllAsync(
-        ICloudStore cloud, IReadOnlyList<DeviceDatabaseRef> devices, CancellationToken ct)
+    public static async Task<IReadOnlyList<Verdict>> CheckAllAsync(ICloudStore cloud, IReadOnlyList<DeviceDatabaseRef> devices, CancellationToken ct)
     {
         var (logs, states) = await ReadAsync(cloud, devices, ct);
         return
@@ -46,17 +46,21 @@ public static class InvariantChecker
         ];
     }
 
-    /// <summary>I1: every journaled mutation has exactly one cloud seq or a recorded rejection.</summary>
-    private static Verdict NoLoss(List<DeviceState> states)
+    /// <summary>
+    /// I1: every journal row Engram has not withdrawn (<c>superseded</c>) ends with exactly one cloud seq, or a recorded
+    /// rejection (quarantined, by the cloud's answer or by Engram itself).
+    /// </summary>
+    private static Verdict NoLoss(List<DeviceTarget> states)
     {
         long total = 0, mapped = 0, rejected = 0, lost = 0, both = 0;
         foreach (var state in states)
         {
-            foreach (var row in state.Journal)
+            foreach (var row in state.Journal.Where(r => r.Disposition != "superseded"))
             {
                 total++;
                 var hasMapping = state.Mappings.ContainsKey(row.Seq);
-                if (hasMapping && row.Rejected)
+                var isRejected = row.Disposition == "quarantined";
+                if (hasMapping && (isRejected || state.Rejected.Contains(row.Seq)))
                 {
                     both++;
                 }
@@ -64,7 +68,7 @@ public static class InvariantChecker
                 {
                     mapped++;
                 }
-                else if (row.Rejected && row.Reason is not null)
+                else if (isRejected)
                 {
                     rejected++;
                 }
@@ -96,26 +100,25 @@ public static class InvariantChecker
             : string.Join("; ", problems));
     }
 
-    /// <summary>I3: for each device, cloud seq order equals local seq order.</summary>
-    private static Verdict PerDeviceOrder(List<DeviceState> states, Dictionary<string, CloudLog> logs)
+    /// <summary>I3: for each device and target, cloud seq order equals local seq order.</summary>
+    private static Verdict PerDeviceOrder(List<DeviceTarget> states, Dictionary<string, CloudLog> logs)
     {
         var inversions = 0;
         foreach (var state in states)
         {
-            var own = logs[state.Device.Target].Rows.Where(r => r.DeviceId == state.Device.DeviceId).OrderBy(r => r.LocalSeq).ToList();
+            var own = logs[state.Project].Rows.Where(r => r.DeviceId == state.DeviceId).OrderBy(r => r.LocalSeq).ToList();
             inversions += own.Zip(own.Skip(1)).Count(pair => pair.First.CloudSeq >= pair.Second.CloudSeq);
         }
-        return new Verdict("I3 per-device order", inversions == 0, $"{inversions} order inversions over {states.Count} devices");
+        return new Verdict("I3 per-device order", inversions == 0, $"{inversions} order inversions over {states.Count} device targets");
     }
 
     /// <summary>I4: each device's mappings equal the cloud's rows for that device.</summary>
-    private static Verdict MappingsMatchCloud(List<DeviceState> states, Dictionary<string, CloudLog> logs)
+    private static Verdict MappingsMatchCloud(List<DeviceTarget> states, Dictionary<string, CloudLog> logs)
     {
         long missing = 0, extra = 0, different = 0, compared = 0;
         foreach (var state in states)
         {
-            var cloud = logs[state.Device.Target].Rows.Where(r => r.DeviceId == state.Device.DeviceId)
-                .ToDictionary(r => r.LocalSeq, r => r.CloudSeq);
+            var cloud = logs[state.Project].Rows.Where(r => r.DeviceId == state.DeviceId).ToDictionary(r => r.LocalSeq, r => r.CloudSeq);
             compared += cloud.Count;
             foreach (var (local, cloudSeq) in cloud)
             {
@@ -135,15 +138,15 @@ public static class InvariantChecker
     }
 
     /// <summary>
-    /// I5: every other device's seq at or below the cursor was applied exactly once; no own mutation was
-    /// ever applied from a pull; the cursor is never above the head.
+    /// I5: every other device's seq at or below the cursor was taken in exactly once (<c>pipeline_applied</c> is keyed by
+    /// cloud seq), no own mutation was ever taken in from a pull, and no cursor is above its head.
     /// </summary>
-    private static Verdict CursorSound(List<DeviceState> states, Dictionary<string, CloudLog> logs)
+    private static Verdict CursorSound(List<DeviceTarget> states, Dictionary<string, CloudLog> logs)
     {
-        long unapplied = 0, twice = 0, ownApplied = 0, aboveHead = 0, examined = 0;
+        long untaken = 0, ownTaken = 0, aboveHead = 0, examined = 0;
         foreach (var state in states)
         {
-            var log = logs[state.Device.Target];
+            var log = logs[state.Project];
             if (state.Cursor > log.Head)
             {
                 aboveHead++;
@@ -151,168 +154,176 @@ public static class InvariantChecker
             foreach (var row in log.Rows.TakeWhile(r => r.CloudSeq <= state.Cursor))
             {
                 examined++;
-                if (row.DeviceId == state.Device.DeviceId)
+                if (row.DeviceId != state.DeviceId && !state.Applied.ContainsKey(row.CloudSeq))
                 {
-                    continue;
+                    untaken++;
                 }
-                var times = state.Applied.GetValueOrDefault(row.CloudSeq);
-                unapplied += times == 0 ? 1 : 0;
-                twice += times > 1 ? 1 : 0;
             }
-            ownApplied += state.AppliedOwnOrigin.Count;
+            ownTaken += state.Applied.Count(a => a.Value == state.DeviceId);
         }
-        return new Verdict("I5 cursor soundness", unapplied + twice + ownApplied + aboveHead == 0,
+        return new Verdict("I5 cursor soundness", untaken + ownTaken + aboveHead == 0,
             $"cursors {string.Join(", ", states.Select(s => s.Cursor))}; {examined} seqs at or below them: " +
-            $"{unapplied} foreign not applied, {twice} applied twice, {ownApplied} own applied from a pull, {aboveHead} cursors above head");
+            $"{untaken} of other devices not taken in, {ownTaken} own taken in from a pull, {aboveHead} cursors above head");
     }
 
-    /// <summary>I6: every cursor is at the head and every device holds the entities the folded cloud log holds.</summary>
-    private static Verdict Converged(List<DeviceState> states, Dictionary<string, CloudLog> logs)
+    /// <summary>
+    /// I6: every cursor is at its head; per project, every device holds the same memories (what sync carries of live
+    /// sessions, observations, prompts and relations, and the same deletions), and they are what the cloud log folded in
+    /// seq order makes them. An entity whose latest own edit the cloud rejected stays as its device wrote it (the
+    /// device does not undo the user's write) and is left out of the comparison.
+    /// </summary>
+    private static Verdict Converged(List<DeviceTarget> states, Dictionary<string, CloudLog> logs)
     {
         var problems = new List<string>();
-        var models = logs.ToDictionary(l => l.Key, l => Fold(l.Value));
-        foreach (var state in states)
+        long compared = 0, heldBack = 0;
+        foreach (var project in states.Select(s => s.Project).Distinct())
         {
-            var log = logs[state.Device.Target];
-            if (state.Cursor != log.Head)
+            var log = logs[project];
+            var devices = states.Where(s => s.Project == project).ToList();
+            problems.AddRange(devices.Where(d => d.Cursor != log.Head).Select(d => $"{d.DeviceId}/{project}: cursor {d.Cursor} != head {log.Head}"));
+            var excluded = devices.SelectMany(d => d.Snapshot.HeldBack).ToHashSet();
+            heldBack += excluded.Count;
+            var fold = Fold(log);
+            var reference = devices[0].Snapshot.Rows;
+            foreach (var device in devices)
             {
-                problems.Add($"{state.Device.DeviceId}: cursor {state.Cursor} != head {log.Head}");
-            }
-            var model = models[state.Device.Target];
-            var differing = model.Keys.Union(state.Entities.Keys)
-                .Count(key => !(model.TryGetValue(key, out var m) && state.Entities.TryGetValue(key, out var d) && m == d));
-            if (differing > 0)
-            {
-                problems.Add($"{state.Device.DeviceId}: {differing} of {model.Count} entities differ from the folded log");
+                compared += device.Snapshot.Rows.Count;
+                var fromLog = Differing(fold, device.Snapshot.Core, excluded);
+                if (fromLog.Count > 0)
+                {
+                    problems.Add($"{device.DeviceId}/{project}: {fromLog.Count} entities differ from the folded log, e.g. {fromLog[0].Entity} " +
+                                 $"{fromLog[0].Key}: log '{Shorten(fold.GetValueOrDefault(fromLog[0]))}', device '{Shorten(device.Snapshot.Core.GetValueOrDefault(fromLog[0]))}'");
+                }
+                var fromPeer = Differing(reference, device.Snapshot.Rows, excluded);
+                if (fromPeer.Count > 0)
+                {
+                    problems.Add($"{device.DeviceId}/{project}: {fromPeer.Count} entities differ from {devices[0].DeviceId}'s, e.g. " +
+                                 $"{fromPeer[0].Entity} {fromPeer[0].Key}: '{Shorten(reference.GetValueOrDefault(fromPeer[0]))}' there, " +
+                                 $"'{Shorten(device.Snapshot.Rows.GetValueOrDefault(fromPeer[0]))}' here");
+                }
             }
         }
         return new Verdict("I6 convergence", problems.Count == 0, problems.Count == 0
-            ? $"{states.Count} devices at head, each holding the {models.Values.Sum(m => m.Count)} entities of the folded log"
+            ? $"{states.Count} device targets at head, {compared} live memories equal across devices and to the folded log" +
+              (heldBack > 0 ? $" ({heldBack} held back by rejected own edits)" : "")
             : string.Join("; ", problems.Take(5)));
     }
 
-    /// <summary>The model: the cloud log folded in seq order, by the rules the devices apply.</summary>
-    private static Dictionary<(string, string), Entity> Fold(CloudLog log)
+    private static List<(string Entity, string Key)> Differing(
+        Dictionary<(string Entity, string Key), string> expected, Dictionary<(string Entity, string Key), string> actual, HashSet<(string, string)> excluded) =>
+        expected.Keys.Concat(actual.Keys).Distinct().Where(key => !excluded.Contains(key))
+            .Where(key => expected.GetValueOrDefault(key) != actual.GetValueOrDefault(key)).ToList();
+
+    private static string? Shorten(string? text) => text is { Length: > 160 } ? text[..160] + "…" : text;
+
+    /// <summary>
+    /// The cloud log folded in seq order: each entity as its last mutation leaves it, in <see cref="EngramSnapshot.Core"/>'s
+    /// terms (a deleted or soft-deleted memory is not live).
+    /// </summary>
+    private static Dictionary<(string, string), string> Fold(CloudLog log)
     {
-        var entities = new Dictionary<(string, string), Entity>();
+        var last = new Dictionary<(string, string), CloudMutation>();
         foreach (var row in log.Rows)
         {
-            var key = (row.Entity, row.EntityKey);
-            if (row.Op == "delete" && DeviceSync.Journal.DeviceJournal.IsHardDelete(row.Payload))
+            last[(row.Entity, row.EntityKey)] = row;
+        }
+        var fold = new Dictionary<(string, string), string>();
+        foreach (var (key, row) in last)
+        {
+            if (EngramSnapshot.FromPayload(row.Entity, row.Op, row.Payload) is { } state)
             {
-                entities.Remove(key);
-            }
-            else
-            {
-                entities[key] = new Entity(Canonical(row.Payload), row.Op == "delete", row.CloudSeq);
+                fold[key] = state;
             }
         }
-        return entities;
+        // A relation with a deleted end is not a live memory (Engram orphans it where an end is hard-deleted).
+        var gone = last.Where(l => l.Key.Item1 == "observation" && l.Value.Op == "delete").Select(l => l.Key.Item2).ToHashSet();
+        foreach (var (key, row) in last.Where(l => l.Key.Item1 == "relation"))
+        {
+            using var payload = JsonDocument.Parse(row.Payload);
+            if (Text(payload.RootElement, "source_id") is { } source && gone.Contains(source)
+                || Text(payload.RootElement, "target_id") is { } target && gone.Contains(target))
+            {
+                fold.Remove(key);
+            }
+        }
+        return fold;
     }
 
-    /// <summary>JSON with object keys sorted and no spacing: PostgreSQL's jsonb hands back its own formatting.</summary>
-    private static string Canonical(string json)
-    {
-        try
-        {
-            return Sort(JsonNode.Parse(json))?.ToJsonString() ?? "null";
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            return json;
-        }
-
-        static JsonNode? Sort(JsonNode? node) => node switch
-        {
-            JsonObject o => new JsonObject(o.OrderBy(p => p.Key, StringComparer.Ordinal)
-                .Select(p => KeyValuePair.Create(p.Key, Sort(p.Value)))),
-            JsonArray a => new JsonArray(a.Select(Sort).ToArray()),
-            _ => node?.DeepClone(),
-        };
-    }
-
-    private sealed record CloudLog(long Head, List<CloudMutation> Rows);
-
-    private static async Task<(Dictionary<string, CloudLog>, List<DeviceState>)> ReadAsync(
+    private static async Task<(Dictionary<string, CloudLog>, List<DeviceTarget>)> ReadAsync(
         ICloudStore cloud, IReadOnlyList<DeviceDatabaseRef> devices, CancellationToken ct)
     {
         var logs = new Dictionary<string, CloudLog>();
-        foreach (var target in devices.Select(d => d.Target).Distinct())
+        foreach (var project in devices.SelectMany(d => d.Projects).Distinct())
         {
-            var head = await cloud.HeadAsync(target, ct);
+            var head = await cloud.HeadAsync(project, ct);
             var rows = new List<CloudMutation>();
-            while (true)
+            while (rows.Count < head)
             {
                 // Read as nobody's device, so every row comes with its payload.
                 var page = await cloud.ReadAfterAsync(new PullMutations
                 {
-                    TargetKey = target, DeviceId = "\u0001checker", AfterSeq = rows.Count == 0 ? 0 : rows[^1].CloudSeq, Limit = 5000,
+                    TargetKey = project, DeviceId = "\u0001checker", AfterSeq = rows.Count == 0 ? 0 : rows[^1].CloudSeq, Limit = 5000,
                 }, 5000, ct);
                 rows.AddRange(page.Where(r => r.CloudSeq <= head));
-                if (page.Count < 5000 || rows[^1].CloudSeq >= head)
+                if (page.Count == 0)
                 {
                     break;
                 }
             }
-            logs[target] = new CloudLog(head, rows);
+            logs[project] = new CloudLog(head, rows);
         }
-        var states = new List<DeviceState>();
+        var states = new List<DeviceTarget>();
         foreach (var device in devices)
         {
-            states.Add(await ReadDeviceAsync(device, ct));
+            foreach (var project in device.Projects)
+            {
+                states.Add(await ReadDeviceAsync(device, project, ct));
+            }
         }
         return (logs, states);
     }
 
-    private static async Task<DeviceState> ReadDeviceAsync(DeviceDatabaseRef device, CancellationToken ct)
+    private static async Task<DeviceTarget> ReadDeviceAsync(DeviceDatabaseRef device, string project, CancellationToken ct)
     {
-        await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
+        await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
         await connection.OpenAsync(ct);
         await using var transaction = connection.BeginTransaction(deferred: true);
+        var target = new SyncTarget(project);
 
         var journal = new List<JournalRow>();
-        await ReadAsync(connection, device.Target, """
-            SELECT seq, acked_at IS NOT NULL, rejected_at IS NOT NULL, reject_reason
-            FROM sync_mutations WHERE target_key = $t AND source = 'local'
-            """, r => journal.Add(new JournalRow(r.GetInt64(0), r.GetBoolean(1), r.GetBoolean(2), r.IsDBNull(3) ? null : r.GetString(3))), ct);
-
+        await ReadAsync(connection, target, """
+            SELECT seq, acked_at IS NOT NULL, disposition FROM sync_mutations WHERE target_key = 'cloud' AND project = $project
+            """, r => journal.Add(new JournalRow(r.GetInt64(0), r.GetBoolean(1), r.GetString(2))), ct);
         var mappings = new Dictionary<long, long>();
-        await ReadAsync(connection, device.Target, "SELECT local_seq, cloud_seq FROM sync_seq_mapping WHERE target_key = $t",
+        await ReadAsync(connection, target, "SELECT local_seq, cloud_seq FROM sync_seq_mapping WHERE target_key = $target",
             r => mappings[r.GetInt64(0)] = r.GetInt64(1), ct);
-
-        var applied = new Dictionary<long, int>();
-        var ownOrigin = new HashSet<string>();
-        await ReadAsync(connection, device.Target, """
-            SELECT cloud_seq, origin_device FROM sync_mutations WHERE target_key = $t AND source = 'remote'
-            """, r =>
-            {
-                applied[r.GetInt64(0)] = applied.GetValueOrDefault(r.GetInt64(0)) + 1;
-                if (r.GetString(1) == device.DeviceId)
-                {
-                    ownOrigin.Add(r.GetInt64(0).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                }
-            }, ct);
-
+        var rejected = new HashSet<long>();
+        await ReadAsync(connection, target, "SELECT local_seq FROM pipeline_rejections WHERE target_key = $target",
+            r => rejected.Add(r.GetInt64(0)), ct);
+        var applied = new Dictionary<long, string>();
+        await ReadAsync(connection, target, "SELECT cloud_seq, origin_device FROM pipeline_applied WHERE target_key = $target",
+            r => applied[r.GetInt64(0)] = r.GetString(1), ct);
         long cursor = 0;
-        await ReadAsync(connection, device.Target, "SELECT unified_cursor FROM sync_state WHERE target_key = $t",
-            r => cursor = r.GetInt64(0), ct);
-
-        var entities = new Dictionary<(string, string), Entity>();
-        await ReadAsync(connection, device.Target, "SELECT entity, entity_key, payload, deleted, cloud_seq FROM entities WHERE target_key = $t",
-            r => entities[(r.GetString(0), r.GetString(1))] = new Entity(Canonical(r.GetString(2)), r.GetBoolean(3),
-                r.IsDBNull(4) ? null : r.GetInt64(4)), ct);
-        return new DeviceState(device, journal, mappings, applied, ownOrigin, cursor, entities);
+        await ReadAsync(connection, target, "SELECT unified_cursor FROM sync_state WHERE target_key = $target", r => cursor = r.GetInt64(0), ct);
+        var snapshot = await EngramSnapshot.ReadAsync(connection, project, ct);
+        return new DeviceTarget(device.DeviceId, project, journal, mappings, rejected, applied, cursor, snapshot);
     }
 
-    private static async Task ReadAsync(SqliteConnection connection, string target, string sql, Action<SqliteDataReader> row, CancellationToken ct)
+    internal static async Task ReadAsync(SqliteConnection connection, SyncTarget target, string sql, Action<SqliteDataReader> row, CancellationToken ct)
     {
         await using var command = connection.CreateCommand();
         command.CommandText = sql;
-        command.Parameters.AddWithValue("$t", target);
+        command.Parameters.AddWithValue("$target", target.Key);
+        command.Parameters.AddWithValue("$project", target.Project);
         await using var reader = await command.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
             row(reader);
         }
     }
+
+    internal static string Invariant(double value) => value.ToString("R", CultureInfo.InvariantCulture);
+
+    internal static string? Text(JsonElement payload, string name) =>
+        payload.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
 }
