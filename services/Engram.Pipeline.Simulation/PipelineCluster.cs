@@ -61,10 +61,8 @@ public sealed class PipelineCluster : IAsyncDisposable
 {
     private readonly ClusterSettings _settings;
     private readonly List<IHost> _ingest = [];
-    private readonly List<IHost> _deviceHosts = [];
     private readonly List<DeviceNode> _devices = [];
-    private readonly List<Task> _embeddedDevices = [];
-    private readonly CancellationTokenSource _stopping = new();
+    private readonly List<Func<Task>> _deviceStops = [];
 
     private readonly NpgsqlDataSource? _cloudDataSource;
     private int _hostsBuilt;
@@ -154,13 +152,21 @@ public sealed class PipelineCluster : IAsyncDisposable
             var bus = shared.GetRequiredService<IBus>();
             var handle = bus.ConnectReceiveEndpoint(runtime.QueueName, runtime.ConfigureEndpoint);
             await handle.Ready.WaitAsync(ct);
-            _embeddedDevices.Add(Task.Run(() => runtime.RunAsync(bus, _stopping.Token), CancellationToken.None));
+            var stopping = new CancellationTokenSource();
+            var running = Task.Run(() => runtime.RunAsync(bus, stopping.Token), CancellationToken.None);
+            _deviceStops.Add(async () =>
+            {
+                await stopping.CancelAsync();
+                await running;
+                await handle.StopAsync(CancellationToken.None);
+                stopping.Dispose();
+            });
         }
         else
         {
             var host = Build(values, (services, configuration) => services.AddDevice(configuration));
             await host.StartAsync(ct);
-            _deviceHosts.Add(host);
+            _deviceStops.Add(() => StopAsync(host));
             runtime = host.Services.GetRequiredService<DeviceRuntime>();
         }
         var node = new DeviceNode(deviceId, path, runtime, new EngramWriter(path, new Random(seed)));
@@ -169,8 +175,8 @@ public sealed class PipelineCluster : IAsyncDisposable
     }
 
     /// <summary>
-    /// Waits for quiescence: no device has a journal row the cloud has not answered or a pulled row waiting for its
-    /// parent, and every device's cursor has reached its projects' heads.
+    /// Waits for quiescence: no device has a journal row the cloud has not answered or a deferred row it could replay,
+    /// and every device's cursor has reached its projects' heads.
     /// </summary>
     public async Task WaitUntilSettledAsync(TimeSpan deadline, CancellationToken ct, bool untilCursorsAtHead = true)
     {
@@ -187,11 +193,11 @@ public sealed class PipelineCluster : IAsyncDisposable
         {
             var (pending, behind, deferred) = await LagAsync(untilCursorsAtHead, ct);
             throw new TimeoutException($"After {deadline.TotalSeconds:0} s, {pending} journal rows were still unanswered, " +
-                                       $"{behind} cloud seqs not yet pulled and {deferred} pulled rows waiting for their parent.");
+                                       $"{behind} cloud seqs not yet pulled and {deferred} deferred rows whose parent is here not yet replayed.");
         }
     }
 
-    /// <summary>What the devices still have to do: journal rows unanswered, seqs between cursors and heads, rows deferred.</summary>
+    /// <summary>What the devices still have to do: journal rows unanswered, seqs between cursors and heads, deferred rows to replay.</summary>
     public async Task<(long Pending, long Behind, long Deferred)> LagAsync(bool includeCursors, CancellationToken ct)
     {
         long pending = 0, behind = 0, deferred = 0;
@@ -205,7 +211,7 @@ public sealed class PipelineCluster : IAsyncDisposable
             {
                 var counts = SyncCounts.Read(connection, new SyncTarget(project));
                 pending += counts.Pending;
-                deferred += counts.Deferred;
+                deferred += SyncCounts.Replayable(connection, new SyncTarget(project));
                 if (includeCursors)
                 {
                     if (!heads.TryGetValue(project, out var head))
@@ -263,31 +269,49 @@ public sealed class PipelineCluster : IAsyncDisposable
         return values;
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Stops every device as its process would stop (the lease released) and closes their Engram writers; the
+    /// databases stay, for devices started again on them.
+    /// </summary>
+    public async Task StopDevicesAsync()
     {
         foreach (var device in _devices)
         {
             device.Engram.Dispose();
         }
-        await _stopping.CancelAsync();
-        await Task.WhenAll(_embeddedDevices);
-        foreach (var host in _deviceHosts.Concat(_ingest))
+        foreach (var stop in _deviceStops)
         {
-            try
-            {
-                await host.StopAsync(TimeSpan.FromSeconds(10));
-            }
-            finally
-            {
-                host.Dispose();
-            }
+            await stop();
         }
-        _stopping.Dispose();
+        _devices.Clear();
+        _deviceStops.Clear();
+        SqliteConnection.ClearAllPools();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopDevicesAsync();
+        foreach (var host in _ingest)
+        {
+            await StopAsync(host);
+        }
         if (_cloudDataSource is not null)
         {
             await _cloudDataSource.DisposeAsync();
         }
         SqliteConnection.ClearAllPools();
+    }
+
+    private static async Task StopAsync(IHost host)
+    {
+        try
+        {
+            await host.StopAsync(TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            host.Dispose();
+        }
     }
 
     private static T Bind<T>(IConfiguration configuration, string section) where T : new() =>

@@ -42,26 +42,14 @@ internal sealed class Deferral(Statements sql, TimeProvider clock)
 
     /// <summary>
     /// The project's deferred rows whose parents are here now (the session of an observation or prompt, both ends of a
-    /// relation or the deletion of one, the observation of a soft delete or the end of its wait), oldest cloud seq
+    /// relation, the observation of a soft delete or the end of its wait), oldest cloud seq
     /// first: a row is tried only when it may apply, so its failures count only real refusals.
     /// </summary>
     public IReadOnlyList<DeferredRow> Waiting(string project, int limit)
     {
         using var reader = sql.Read($"""
             SELECT d.sync_id, d.entity, d.entity_key, d.op, d.payload, d.remote_seq, d.retry_count FROM sync_apply_deferred d
-            WHERE d.target_key = 'cloud' AND d.project = $project AND d.apply_status = 'deferred' AND {OwnRows}
-              AND CASE
-                  WHEN d.entity = 'observation' AND d.op = 'delete' THEN
-                      EXISTS (SELECT 1 FROM observations WHERE sync_id = d.entity_key)
-                      OR NOT EXISTS (SELECT 1 FROM sync_apply_deferred u WHERE u.target_key = 'cloud' AND u.project = d.project
-                                     AND u.entity = 'observation' AND u.entity_key = d.entity_key AND u.op = 'upsert' AND u.apply_status = 'deferred')
-                  WHEN d.entity IN ('observation', 'prompt') THEN EXISTS (SELECT 1 FROM sessions WHERE id = json_extract(d.payload, '$.session_id'))
-                  WHEN d.entity = 'relation' THEN
-                      (EXISTS (SELECT 1 FROM observations WHERE sync_id = json_extract(d.payload, '$.source_id'))
-                       AND EXISTS (SELECT 1 FROM observations WHERE sync_id = json_extract(d.payload, '$.target_id')))
-                      OR EXISTS (SELECT 1 FROM sync_delete_tombstones WHERE entity = 'observation' AND hard_delete = 1 AND active = 1
-                                 AND entity_key IN (json_extract(d.payload, '$.source_id'), json_extract(d.payload, '$.target_id')))
-                  ELSE 1 END
+            WHERE {Ready}
             ORDER BY d.remote_seq, d.sync_id LIMIT $limit
             """, ("$project", project), ("$limit", limit));
         var rows = new List<DeferredRow>();
@@ -72,6 +60,21 @@ internal sealed class Deferral(Statements sql, TimeProvider clock)
         }
         return rows;
     }
+
+    /// <summary>The project's (<c>$project</c>) deferred rows <c>d</c> whose parents are here now.</summary>
+    internal const string Ready = $"""
+        d.target_key = 'cloud' AND d.project = $project AND d.apply_status = 'deferred' AND {OwnRows}
+              AND CASE
+                  WHEN d.entity = 'observation' AND d.op = 'delete' THEN
+                      EXISTS (SELECT 1 FROM observations WHERE sync_id = d.entity_key)
+                      OR NOT EXISTS (SELECT 1 FROM sync_apply_deferred u WHERE u.target_key = 'cloud' AND u.project = d.project
+                                     AND u.entity = 'observation' AND u.entity_key = d.entity_key AND u.op = 'upsert' AND u.apply_status = 'deferred')
+                  WHEN d.entity IN ('observation', 'prompt') THEN EXISTS (SELECT 1 FROM sessions WHERE id = json_extract(d.payload, '$.session_id'))
+                  WHEN d.entity = 'relation' THEN
+                      EXISTS (SELECT 1 FROM observations WHERE sync_id = json_extract(d.payload, '$.source_id'))
+                      AND EXISTS (SELECT 1 FROM observations WHERE sync_id = json_extract(d.payload, '$.target_id'))
+                  ELSE 1 END
+        """;
 
     /// <summary>Whether an upsert of the observation waits here for its session.</summary>
     public bool HasWaitingUpsert(string project, string syncId) =>

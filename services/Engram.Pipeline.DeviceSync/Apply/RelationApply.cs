@@ -19,15 +19,7 @@ internal sealed class RelationApply(Statements sql)
         {
             return ApplyResult.Kill(ReasonCodes.RelationInvalid, $"relation payload sync_id '{relation.SyncId}' does not match entity key '{mutation.EntityKey}'");
         }
-        if (sql.Exists("""
-                SELECT EXISTS (SELECT 1 FROM sync_delete_tombstones
-                    WHERE entity = 'observation' AND entity_key IN ($source_id, $target_id) AND hard_delete = 1 AND active = 1
-                      AND NOT EXISTS (SELECT 1 FROM observations WHERE sync_id = entity_key))
-                """, ("$source_id", relation.SourceId), ("$target_id", relation.TargetId)))
-        {
-            // An end was hard-deleted and will not come back: the relation could only ever be an orphan.
-            return ApplyResult.Skip($"an end of relation {relation.SyncId} is deleted");
-        }
+        // An end hard-deleted here may still come back (another device's later upsert of it): the relation waits for it.
         if (MissingEndpoint(mutation, relation) is { } reason)
         {
             // Upstream's marker that the mutation's own project scopes the endpoints when the row is replayed.

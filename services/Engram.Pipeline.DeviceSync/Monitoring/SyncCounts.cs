@@ -58,4 +58,16 @@ public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rej
         return new SyncCounts(pending - inFlight, inFlight, reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5),
             reader.GetInt64(6), reader.GetInt64(7), reader.GetInt64(8));
     }
+
+    /// <summary>
+    /// Deferred rows of the target whose parent is here now: the device still has them to replay. Rows whose parent
+    /// has not come (perhaps never will) are not counted; once this is zero the device has done all it can.
+    /// </summary>
+    public static long Replayable(SqliteConnection connection, SyncTarget target)
+    {
+        using var count = connection.CreateCommand();
+        count.CommandText = $"SELECT COUNT(*) FROM sync_apply_deferred d WHERE {Apply.Deferral.Ready}";
+        count.Parameters.AddWithValue("$project", target.Project);
+        return (long)count.ExecuteScalar()!;
+    }
 }

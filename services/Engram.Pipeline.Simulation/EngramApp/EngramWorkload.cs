@@ -39,6 +39,17 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
     /// <summary>Operations performed so far.</summary>
     public int Operations { get; private set; }
 
+    /// <summary>Goes on until at least <paramref name="mutations"/> rows are journaled; returns their seqs, in order.</summary>
+    public IReadOnlyList<long> Journal(EngramWriter writer, int mutations)
+    {
+        var seqs = new List<long>();
+        while (seqs.Count < mutations)
+        {
+            seqs.AddRange(Next(writer));
+        }
+        return seqs;
+    }
+
     /// <summary>Performs the next operation and returns the seqs it journaled (none while its project is not enrolled).</summary>
     public IReadOnlyList<long> Next(EngramWriter writer)
     {
@@ -140,7 +151,7 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
 
     private IReadOnlyList<long>? Update(EngramWriter writer)
     {
-        if (PickLive() is not (_, var syncId))
+        if (PickLive(writer) is not (_, var syncId))
         {
             return null;
         }
@@ -151,8 +162,8 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
 
     private IReadOnlyList<long>? Delete(EngramWriter writer, bool hard)
     {
-        var soft = hard && _random.Next(3) == 0 ? PickSoftDeleted() : null;
-        if ((soft ?? PickLive()) is not (var project, var syncId))
+        var soft = hard && _random.Next(3) == 0 ? PickSoftDeleted(writer) : null;
+        if ((soft ?? PickLive(writer)) is not (var project, var syncId))
         {
             return null;
         }
@@ -184,13 +195,17 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
             return null;
         }
         var live = _live[projects[_random.Next(projects.Count)]];
-        var source = live.Pick(_random);
-        string target;
-        do
+        if (Pick(writer, live, ObservationState.Live) is not { } source)
         {
-            target = live.Pick(_random);
+            return null;
         }
-        while (target == source);
+        live.Remove(source);
+        var target = Pick(writer, live, ObservationState.Live);
+        live.Add(source);
+        if (target is null)
+        {
+            return null;
+        }
         return writer.JudgeRelation(source, target, Verbs[_random.Next(Verbs.Length)],
             _random.Next(4) == 0 ? null : _text.Content(_random.Next(40, 200)), Math.Round(0.5 + (_random.NextDouble() * 0.49), 2)).Seqs;
     }
@@ -223,14 +238,32 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
         }
     }
 
-    private (string Project, string SyncId)? PickLive() => PickFrom(_live);
+    private (string Project, string SyncId)? PickLive(EngramWriter writer) => PickFrom(writer, _live, ObservationState.Live);
 
-    private (string Project, string SyncId)? PickSoftDeleted() => PickFrom(_softDeleted);
+    private (string Project, string SyncId)? PickSoftDeleted(EngramWriter writer) => PickFrom(writer, _softDeleted, ObservationState.SoftDeleted);
 
-    private (string Project, string SyncId)? PickFrom(Dictionary<string, Pool> pools)
+    private (string Project, string SyncId)? PickFrom(EngramWriter writer, Dictionary<string, Pool> pools, ObservationState state)
     {
         var project = _projects[_random.Next(_projects.Count)];
-        return pools.TryGetValue(project, out var pool) && pool.Count > 0 ? (project, pool.Pick(_random)) : null;
+        return pools.TryGetValue(project, out var pool) && Pick(writer, pool, state) is { } syncId ? (project, syncId) : null;
+    }
+
+    /// <summary>
+    /// An observation of <paramref name="pool"/> still in <paramref name="state"/>, or null. Sync changes them too: one
+    /// revised here by topic may be another device's, which that device deletes; those leave the pool.
+    /// </summary>
+    private string? Pick(EngramWriter writer, Pool pool, ObservationState state)
+    {
+        while (pool.Count > 0)
+        {
+            var syncId = pool.Pick(_random);
+            if (writer.Observation(syncId) == state)
+            {
+                return syncId;
+            }
+            pool.Remove(syncId);
+        }
+        return null;
     }
 
     private Pool Live(string project) => PoolOf(_live, project);

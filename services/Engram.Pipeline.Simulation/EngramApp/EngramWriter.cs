@@ -6,6 +6,14 @@ namespace Engram.Pipeline.Simulation.EngramApp;
 /// <summary>What an operation saved and the local seqs it journaled (none when its project is not enrolled).</summary>
 public sealed record EngramWrite(string SyncId, IReadOnlyList<long> Seqs);
 
+/// <summary>Where an observation stands in the database.</summary>
+public enum ObservationState
+{
+    Live,
+    SoftDeleted,
+    Gone,
+}
+
 /// <summary>
 /// The Engram application writing one Engram database, as upstream Engram's store does: its own connection with
 /// Engram's settings, every operation one <c>BEGIN IMMEDIATE</c> transaction that writes the memory tables and
@@ -88,6 +96,18 @@ public sealed class EngramWriter : IDisposable
     }
 
     public bool Enrolled(string project) => Read(tx => tx.Enrolled(EngramRules.Project(project)));
+
+    /// <summary>
+    /// Whether the observation is there to edit, as the user would find it: live, soft-deleted, or gone (another
+    /// device may have deleted it since it was saved or revised here).
+    /// </summary>
+    public ObservationState Observation(string syncId) => Read(tx => tx.Scalar<long?>(
+        "SELECT deleted_at IS NULL FROM observations WHERE sync_id = $syncId ORDER BY id DESC LIMIT 1", ("$syncId", syncId))) switch
+    {
+        1 => ObservationState.Live,
+        0 => ObservationState.SoftDeleted,
+        _ => ObservationState.Gone,
+    };
 
     /// <summary>
     /// Enrolls a project for cloud sync; only a new enrollment backfills the project's current state into the

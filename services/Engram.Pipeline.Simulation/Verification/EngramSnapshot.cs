@@ -10,9 +10,12 @@ namespace Engram.Pipeline.Simulation.Verification;
 /// is a relation with a deleted end). Device-local columns
 /// (<c>id</c>, <c>pinned</c>, embeddings, <c>normalized_hash</c>) are left out. <see cref="Core"/> holds what the
 /// cloud log alone decides (the last mutation of the entity), which <see cref="FromPayload"/> computes from a payload.
+/// <see cref="HeldBack"/> are the entities whose own edit the cloud rejected; <see cref="Unapplied"/> those with a pulled
+/// mutation waiting for its parent or dead in <c>sync_apply_deferred</c>.
 /// </summary>
 public sealed record EngramSnapshot(
-    Dictionary<(string Entity, string Key), string> Rows, Dictionary<(string Entity, string Key), string> Core, HashSet<(string, string)> HeldBack)
+    Dictionary<(string Entity, string Key), string> Rows, Dictionary<(string Entity, string Key), string> Core, HashSet<(string, string)> HeldBack,
+    HashSet<(string, string)> Unapplied)
 {
     /// <summary>Reads one project of the Engram database open on <paramref name="connection"/>.</summary>
     public static async Task<EngramSnapshot> ReadAsync(SqliteConnection connection, string project, CancellationToken ct)
@@ -52,7 +55,11 @@ public sealed record EngramSnapshot(
         await InvariantChecker.ReadAsync(connection, target, """
             SELECT entity, entity_key FROM sync_mutations WHERE target_key = 'cloud' AND project = $project AND disposition = 'quarantined'
             """, r => heldBack.Add((r.GetString(0), r.GetString(1))), ct);
-        return new EngramSnapshot(rows, core, heldBack);
+        var unapplied = new HashSet<(string, string)>();
+        await InvariantChecker.ReadAsync(connection, target, """
+            SELECT entity, entity_key FROM sync_apply_deferred WHERE target_key = 'cloud' AND project = $project AND sync_id LIKE 'pipeline-%'
+            """, r => unapplied.Add((r.GetString(0), r.GetString(1))), ct);
+        return new EngramSnapshot(rows, core, heldBack, unapplied);
     }
 
     /// <summary>What the device holds of an entity after <paramref name="op"/> with <paramref name="payload"/> was its last mutation; null: nothing.</summary>
@@ -66,6 +73,11 @@ public sealed record EngramSnapshot(
         }
         catch (JsonException)
         {
+            return null;
+        }
+        if (json.ValueKind != JsonValueKind.Object)
+        {
+            // Dead on every device: not a memory.
             return null;
         }
         var deleted = op == "delete" || Flag(json, "deleted") || Flag(json, "hard_delete");

@@ -170,12 +170,14 @@ public static class InvariantChecker
     /// I6: every cursor is at its head; per project, every device holds the same memories (what sync carries of live
     /// sessions, observations, prompts and relations, and the same deletions), and they are what the cloud log folded in
     /// seq order makes them. An entity whose latest own edit the cloud rejected stays as its device wrote it (the
-    /// device does not undo the user's write) and is left out of the comparison.
+    /// device does not undo the user's write) and is left out of the comparison; so is one whose pulled mutation waits
+    /// on every device for a parent that never came, or is dead on every device (it can never apply: another device
+    /// pushed what Engram would not write).
     /// </summary>
     private static Verdict Converged(List<DeviceTarget> states, Dictionary<string, CloudLog> logs)
     {
         var problems = new List<string>();
-        long compared = 0, heldBack = 0;
+        long compared = 0, heldBack = 0, unapplied = 0;
         foreach (var project in states.Select(s => s.Project).Distinct())
         {
             var log = logs[project];
@@ -183,6 +185,14 @@ public static class InvariantChecker
             problems.AddRange(devices.Where(d => d.Cursor != log.Head).Select(d => $"{d.DeviceId}/{project}: cursor {d.Cursor} != head {log.Head}"));
             var excluded = devices.SelectMany(d => d.Snapshot.HeldBack).ToHashSet();
             heldBack += excluded.Count;
+            var nowhere = devices.Skip(1).Aggregate(devices[0].Snapshot.Unapplied.ToHashSet(), (keys, d) =>
+            {
+                keys.IntersectWith(d.Snapshot.Unapplied);
+                return keys;
+            });
+            nowhere.ExceptWith(excluded);
+            unapplied += nowhere.Count;
+            excluded.UnionWith(nowhere);
             var fold = Fold(log);
             var reference = devices[0].Snapshot.Rows;
             foreach (var device in devices)
@@ -205,7 +215,8 @@ public static class InvariantChecker
         }
         return new Verdict("I6 convergence", problems.Count == 0, problems.Count == 0
             ? $"{states.Count} device targets at head, {compared} live memories equal across devices and to the folded log" +
-              (heldBack > 0 ? $" ({heldBack} held back by rejected own edits)" : "")
+              (heldBack > 0 ? $" ({heldBack} held back by rejected own edits)" : "") +
+              (unapplied > 0 ? $" ({unapplied} applied nowhere: waiting for a parent or dead on every device)" : "")
             : string.Join("; ", problems.Take(5)));
     }
 
@@ -324,6 +335,9 @@ public static class InvariantChecker
 
     internal static string Invariant(double value) => value.ToString("R", CultureInfo.InvariantCulture);
 
+    /// <summary>A string member of a payload; null when absent, not a string, or the payload is no object.</summary>
     internal static string? Text(JsonElement payload, string name) =>
-        payload.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+        payload.ValueKind == JsonValueKind.Object && payload.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String
+            ? value.GetString()
+            : null;
 }
