@@ -87,16 +87,15 @@ public static class BenchmarkRunner
         var c2Insert = await MeasureAsync("C2 Npgsql multi-row INSERT (unnest)", async () =>
             await Ceilings.DatabaseAsync((await FreshAsync("c2")).Db, dbData, 500, copy: false), $"{dbRows} rows in batches of 500 + counter row");
 
-        var deviceData = Payloads.Mutations(deviceRows, seed: 3);
         var c3 = await MeasureAsync("C3 SQLite journal + mapping/cursor", async () =>
-            await Ceilings.DeviceAsync(work.FullName, deviceData, 500), $"{deviceRows} mutations in batches of 500");
+            await Ceilings.DeviceAsync(work.FullName, deviceRows, 500),
+            $"{deviceRows} mutations journaled by Engram, read, marked sent and their acceptance recorded in batches of 500");
 
-        var naiveData = Payloads.Mutations(naiveRows, seed: 4);
         var naiveLatencies = new List<double>();
         var b = await MeasureAsync("B naive: 1 message, 1 txn, 1 reply per mutation", async () =>
         {
             var (amqp, db) = await FreshAsync("b");
-            var (rate, latencies) = await NaivePipeline.RunAsync(amqp, db, work.FullName, naiveData);
+            var (rate, latencies) = await NaivePipeline.RunAsync(amqp, db, work.FullName, naiveRows, seed: 4);
             naiveLatencies.AddRange(latencies);
             return rate;
         }, $"{naiveRows} mutations, 32 requests outstanding", naiveLatencies);
@@ -141,12 +140,11 @@ public static class BenchmarkRunner
         var backlogs = new List<(int Rows, ProcessRun Run)>();
         foreach (var backlog in sizes.BacklogRows)
         {
-            var target = $"bench-backlog-{Guid.NewGuid():N}";
-            var journal = await PipelineBench.WriteBacklogAsync(work.FullName, target, backlog);
+            var (journal, journaled) = await PipelineBench.WriteBacklogAsync(work.FullName, Payloads.Project, backlog);
             await MeasureProcessesAsync($"P backlog drain, {backlog} journaled", async () =>
             {
                 var (amqp, db) = await FreshAsync("backlog");
-                var run = await PipelineBench.DrainAsync(amqp, db, work.FullName, journal, target, backlog);
+                var run = await PipelineBench.DrainAsync(amqp, db, work.FullName, journal, Payloads.Project, journaled);
                 backlogs.Add((backlog, run));
                 return run;
             }, $"{backlog} mutations journaled before the device starts, 1 device");
@@ -159,7 +157,8 @@ public static class BenchmarkRunner
         var (logSource, logTarget) = await Ceilings.CreateTargetAsync(catchUpDb, "bench-log");
         await using (logSource)
         {
-            await Ceilings.AppendAsync(logSource, logTarget, "bench-origin", Payloads.Chunks(sizes.CatchUpRows, 500, seed: 5), copy: true);
+            await Ceilings.AppendAsync(logSource, logTarget, "bench-origin", Payloads.Chunks(sizes.CatchUpRows, 500, seed: 5, project: logTarget),
+                copy: true);
             rawRead = await MeasureAsync("C2 Npgsql raw read of the log", () => Ceilings.ReadLogAsync(logSource, logTarget, page: 1000),
                 $"{sizes.CatchUpRows} rows in keyset pages of 1000, every column");
             catchUp = await MeasureProcessesAsync("P pull catch-up of a new device", () =>

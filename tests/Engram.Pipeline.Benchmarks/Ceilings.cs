@@ -3,6 +3,7 @@ using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.Simulation.EngramApp;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
@@ -193,27 +194,40 @@ public static class Ceilings
     }
 
     /// <summary>
-    /// C3: the device's own SQLite work per mutation: the journal and entity write through the record
-    /// API, then the mapping, ack and cursor update through the cursor service, in batches. Returns mutations/s.
+    /// C3: the SQLite work per mutation on a device, on a real Engram database: the Engram application's own writes
+    /// (<see cref="EngramWorkload"/>, journaling as it goes), then per batch of up to <paramref name="batch"/> rows
+    /// what the device does: the publisher's read of the pending rows and its sent mark, and the cursor service
+    /// recording the acceptance (mapping, ack, cursor). Returns mutations/s.
     /// </summary>
-    public static async Task<double> DeviceAsync(string directory, IReadOnlyList<Mutation> rows, int batch)
+    public static async Task<double> DeviceAsync(string directory, int mutations, int batch)
     {
-        var runtime = DeviceServices.CreateRuntime($"Data Source={Path.Combine(directory, $"c3-{Guid.NewGuid():N}.db")}",
-            new DeviceOptions { Id = "bench", Target = "bench" }, new PublisherOptions(), new PullerOptions(), TimeProvider.System,
-            NullLoggerFactory.Instance);
+        var path = Path.Combine(directory, $"c3-{Guid.NewGuid():N}.db");
+        var runtime = DeviceServices.CreateRuntime($"Data Source={path}", new DeviceOptions { Id = "bench" }, new PublisherOptions(),
+            new PullerOptions(), TimeProvider.System, NullLoggerFactory.Instance);
+        using var engram = new EngramWriter(path, new Random(3));
+        var workload = new EngramWorkload(3, "bench", [Payloads.Project], enrollAfter: 0);
+        var journal = new JournalReader(runtime.Database);
+        var target = new SyncTarget(Payloads.Project);
         var clock = Stopwatch.StartNew();
-        long cloudSeq = 0;
-        foreach (var chunk in rows.Chunk(batch))
+        long accepted = 0;
+        while (accepted < mutations)
         {
-            var seqs = await runtime.Journal.RecordAsync(
-                chunk.Select(m => new NewMutation(m.Entity, m.Op, m.EntityKey, m.Payload)).ToList(), CancellationToken.None);
-            await runtime.Cursor.ApplyAcceptedAsync(new PushAccepted
+            for (var journaled = 0; journaled < batch;)
             {
-                TargetKey = "bench", DeviceId = "bench", Rejected = [], Head = cloudSeq + seqs.Count,
-                Mappings = seqs.Select(s => new SeqMapping { LocalSeq = s, CloudSeq = ++cloudSeq }).ToList(),
-            }, CancellationToken.None);
+                journaled += workload.Next(engram).Count;
+            }
+            // What is still pending of those: Engram may have replaced an unsent session upsert meanwhile.
+            while (await journal.ReadBatchAsync(target, afterSeq: null, batch, int.MaxValue, CancellationToken.None) is { } pending)
+            {
+                await journal.MarkSentAsync(pending, CancellationToken.None);
+                await runtime.Cursor.ApplyAcceptedAsync(new PushAccepted
+                {
+                    TargetKey = target.Project, DeviceId = runtime.Identity.DeviceId, Rejected = [], Head = accepted + pending.Mutations.Count,
+                    Mappings = pending.Mutations.Select(m => new SeqMapping { LocalSeq = m.LocalSeq, CloudSeq = ++accepted }).ToList(),
+                }, CancellationToken.None);
+            }
         }
-        var rate = rows.Count / clock.Elapsed.TotalSeconds;
+        var rate = accepted / clock.Elapsed.TotalSeconds;
         SqliteConnection.ClearAllPools();
         return rate;
     }

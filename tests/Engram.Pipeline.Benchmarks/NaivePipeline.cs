@@ -1,7 +1,8 @@
 using System.Diagnostics;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync;
-using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.DeviceSync.Storage;
+using Engram.Pipeline.Simulation.EngramApp;
 using MassTransit;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -44,13 +45,14 @@ public sealed class NaiveConsumer(NpgsqlDataSource dataSource) : IConsumer<Naive
 }
 
 /// <summary>
-/// B: the pipeline a user writes first. MassTransit, one message per mutation, one database
-/// transaction per mutation on each side, one reply per mutation (32 requests outstanding).
-/// Returns mutations/s and the per-mutation latency samples.
+/// B: the pipeline a user writes first. The Engram application journals as it always does; the device reads each
+/// journaled row and sends it with MassTransit, one message per mutation, one database transaction per mutation on
+/// each side, one reply per mutation (32 requests outstanding), recorded by the cursor service. Returns mutations/s
+/// and the per-mutation latency samples, journal commit to acceptance recorded.
 /// </summary>
 public static class NaivePipeline
 {
-    public static async Task<(double Rate, List<double> Latencies)> RunAsync(Uri amqp, string cloudDb, string directory, IReadOnlyList<Mutation> rows)
+    public static async Task<(double Rate, List<double> Latencies)> RunAsync(Uri amqp, string cloudDb, string directory, int mutations, int seed)
     {
         var (dataSource, target) = await Ceilings.CreateTargetAsync(cloudDb, "naive");
         await using var _ = dataSource;
@@ -60,39 +62,53 @@ public static class NaivePipeline
             cfg.ReceiveEndpoint("bench-naive", e => e.Consumer(() => new NaiveConsumer(dataSource)));
         });
         await bus.StartAsync();
-        var device = DeviceServices.CreateRuntime($"Data Source={Path.Combine(directory, $"naive-{Guid.NewGuid():N}.db")}",
-            new DeviceOptions { Id = "naive", Target = target }, new PublisherOptions(), new PullerOptions(), TimeProvider.System,
-            NullLoggerFactory.Instance);
+        var path = Path.Combine(directory, $"naive-{Guid.NewGuid():N}.db");
+        var device = DeviceServices.CreateRuntime($"Data Source={path}", new DeviceOptions { Id = "naive" }, new PublisherOptions(),
+            new PullerOptions(), TimeProvider.System, NullLoggerFactory.Instance);
         try
         {
+            using var engram = new EngramWriter(path, new Random(seed));
+            var workload = new EngramWorkload(seed, "naive", [target], enrollAfter: 0);
             var client = bus.CreateRequestClient<NaiveMutation>(new Uri("queue:bench-naive"), RequestTimeout.After(s: 60));
-            var latencies = new List<double>(rows.Count);
+            var latencies = new List<double>(mutations);
+            var sent = 0;
             using var window = new SemaphoreSlim(32);
             var clock = Stopwatch.StartNew();
-            var requests = new List<Task>(rows.Count);
-            foreach (var row in rows)
+            var requests = new List<Task>(mutations);
+            for (var journaled = 0; journaled < mutations;)
             {
-                await window.WaitAsync();
-                requests.Add(OneAsync(row));
+                var seqs = workload.Next(engram);
+                var committed = Stopwatch.GetTimestamp();
+                journaled += seqs.Count;
+                foreach (var seq in seqs)
+                {
+                    await window.WaitAsync();
+                    requests.Add(OneAsync(seq, committed));
+                }
             }
             await Task.WhenAll(requests);
-            return (rows.Count / clock.Elapsed.TotalSeconds, latencies);
+            return (sent / clock.Elapsed.TotalSeconds, latencies);
 
-            async Task OneAsync(Mutation row)
+            async Task OneAsync(long seq, long committed)
             {
                 try
                 {
-                    var started = Stopwatch.GetTimestamp();
-                    var seq = (await device.Journal.RecordAsync([new NewMutation(row.Entity, row.Op, row.EntityKey, row.Payload)], CancellationToken.None))[0];
-                    var reply = await client.GetResponse<NaiveAccepted>(new NaiveMutation(target, "naive", seq, row.Entity, row.Op, row.EntityKey, row.Payload, row.OccurredAt));
+                    // A session upsert Engram has replaced since is gone: never sent, as the real device never sends it.
+                    if (await ReadAsync(device.Database, seq) is not { } row)
+                    {
+                        return;
+                    }
+                    var reply = await client.GetResponse<NaiveAccepted>(
+                        new NaiveMutation(target, "naive", seq, row.Entity, row.Op, row.EntityKey, row.Payload, row.OccurredAt));
                     await device.Cursor.ApplyAcceptedAsync(new PushAccepted
                     {
                         TargetKey = target, DeviceId = "naive", Rejected = [], Head = reply.Message.Head,
                         Mappings = [new SeqMapping { LocalSeq = seq, CloudSeq = reply.Message.CloudSeq }],
                     }, CancellationToken.None);
+                    Interlocked.Increment(ref sent);
                     lock (latencies)
                     {
-                        latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                        latencies.Add(Stopwatch.GetElapsedTime(committed).TotalMilliseconds);
                     }
                 }
                 finally
@@ -106,5 +122,16 @@ public static class NaivePipeline
             await bus.StopAsync();
             SqliteConnection.ClearAllPools();
         }
+    }
+
+    /// <summary>The journal row <paramref name="seq"/>, or null when Engram has removed it.</summary>
+    private static async Task<Mutation?> ReadAsync(EngramDatabase database, long seq)
+    {
+        await using var connection = await database.OpenAsync(CancellationToken.None);
+        await using var select = connection.CreateCommand();
+        select.CommandText = $"SELECT {Payloads.MutationColumns} FROM sync_mutations WHERE target_key = 'cloud' AND seq = $seq";
+        select.Parameters.AddWithValue("$seq", seq);
+        await using var reader = await select.ExecuteReaderAsync();
+        return await reader.ReadAsync() ? Payloads.Read(reader, seq) : null;
     }
 }

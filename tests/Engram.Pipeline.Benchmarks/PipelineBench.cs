@@ -1,11 +1,12 @@
 using System.Diagnostics;
-using System.Globalization;
 using Engram.Pipeline.DeviceSync;
+using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.DeviceSync.Storage;
 using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Engram.Pipeline.Benchmarks;
 
@@ -15,91 +16,92 @@ public sealed record ProcessRun(double Rate, double DeviceMb, double IngestMb, d
 /// <summary>P: Engram.Pipeline itself, hosted as in production (every device and the ingest with its own broker connection).</summary>
 public static class PipelineBench
 {
-    /// <summary>Throughput: every device records its share as fast as it can; done when every mutation has its PushAccepted recorded.</summary>
+    /// <summary>
+    /// Throughput: on every device, Engram is used as fast as it goes until its share is journaled; done when every
+    /// journaled row has its PushAccepted recorded. The rate counts the rows accepted (Engram removes a superseded
+    /// unsent session upsert, which is never sent).
+    /// </summary>
     public static async Task<double> ThroughputAsync(Uri amqp, string cloudDb, string directory, int devices, int mutations,
         IReadOnlyDictionary<string, string?>? deviceSettings = null)
     {
         await using var cluster = await StartAsync(amqp, cloudDb, directory, devices, deviceSettings);
         var perDevice = mutations / devices;
         var clock = Stopwatch.StartNew();
-        await Task.WhenAll(cluster.Devices.Select((device, i) => Task.Run(async () =>
-        {
-            var workload = new Workload(device.DeviceId, 7 + i);
-            for (var recorded = 0; recorded < perDevice; recorded += 100)
-            {
-                await device.Journal.RecordAsync(workload.Next(Math.Min(100, perDevice - recorded)), CancellationToken.None);
-            }
-        })));
+        await Task.WhenAll(cluster.Devices.Select((device, i) => Task.Run(() =>
+            Payloads.Journal(new EngramWorkload(7 + i, device.DeviceId, [Payloads.Project], enrollAfter: 0), device.Engram, perDevice))));
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(10), CancellationToken.None, untilCursorsAtHead: false);
-        return perDevice * devices / clock.Elapsed.TotalSeconds;
+        var elapsed = clock.Elapsed;
+        return cluster.Devices.Sum(device => SyncCounts.Read(device.Runtime.Database, new SyncTarget(Payloads.Project)).Acked) / elapsed.TotalSeconds;
     }
 
     /// <summary>
-    /// Latency at a fixed offered load: one device records <paramref name="perSecond"/> mutations a
-    /// second, every 10 ms, for <paramref name="duration"/>; each mutation's latency is journal commit
-    /// to PushAccepted recorded, read from the device's database.
+    /// Latency at a fixed offered load: on one device, Engram journals <paramref name="perSecond"/> mutations a
+    /// second, every 10 ms, for <paramref name="duration"/>; each mutation's latency is from its journal commit (the
+    /// time each Engram operation returned) to its PushAccepted recorded (the mapping's <c>synced_at</c>).
     /// </summary>
     public static async Task<List<double>> LatencyAsync(Uri amqp, string cloudDb, string directory, int perSecond, TimeSpan duration)
     {
         await using var cluster = await StartAsync(amqp, cloudDb, directory, devices: 1);
         var device = cluster.Devices[0];
-        var workload = new Workload(device.DeviceId, 11);
+        var workload = new EngramWorkload(11, device.DeviceId, [Payloads.Project], enrollAfter: 0);
+        var committed = new Dictionary<long, DateTimeOffset>();
         var tick = TimeSpan.FromMilliseconds(10);
         var perTick = Math.Max(1, perSecond / 100);
         using var timer = new PeriodicTimer(tick);
         var clock = Stopwatch.StartNew();
-        var due = 0L;
-        long recorded = 0;
+        long journaled = 0;
         while (clock.Elapsed < duration && await timer.WaitForNextTickAsync())
         {
             // Catch up on ticks missed while a write was slow, so the offered load stays what was asked.
-            due = (long)(clock.Elapsed.TotalSeconds * perSecond);
-            var now = (int)Math.Min(due - recorded, perTick * 10);
-            if (now > 0)
+            var due = Math.Min((long)(clock.Elapsed.TotalSeconds * perSecond), journaled + (perTick * 10));
+            while (journaled < due)
             {
-                await device.Journal.RecordAsync(workload.Next(now), CancellationToken.None);
-                recorded += now;
+                var seqs = workload.Next(device.Engram);
+                var now = DateTimeOffset.UtcNow;
+                foreach (var seq in seqs)
+                {
+                    committed[seq] = now;
+                }
+                journaled += seqs.Count;
             }
         }
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(5), CancellationToken.None, untilCursorsAtHead: false);
 
         var latencies = new List<double>();
-        await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
+        await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
         await connection.OpenAsync();
         await using var select = connection.CreateCommand();
-        select.CommandText = "SELECT occurred_at, acked_at FROM sync_mutations WHERE source = 'local' AND acked_at IS NOT NULL";
+        select.CommandText = "SELECT local_seq, synced_at FROM sync_seq_mapping WHERE target_key = $target";
+        select.Parameters.AddWithValue("$target", SyncTarget.LocalKey(Payloads.Project));
         await using var reader = await select.ExecuteReaderAsync();
         while (await reader.ReadAsync())
         {
-            latencies.Add((DateTimeOffset.Parse(reader.GetString(1), CultureInfo.InvariantCulture)
-                           - DateTimeOffset.Parse(reader.GetString(0), CultureInfo.InvariantCulture)).TotalMilliseconds);
+            if (committed.TryGetValue(reader.GetInt64(0), out var at) && EngramTime.Parse(reader.GetString(1)) is { } recorded)
+            {
+                latencies.Add((recorded - at).TotalMilliseconds);
+            }
         }
         return latencies;
     }
 
     /// <summary>
-    /// Writes a journal backlog of <paramref name="rows"/> mutations for device <c>bench-1</c> of
-    /// <paramref name="target"/> through the record API, before any pipeline runs, into a file to copy per run.
+    /// Writes a journal backlog of at least <paramref name="rows"/> mutations in <paramref name="project"/> into the
+    /// Engram database of device <c>bench-1</c>, through the Engram application, before any pipeline runs, into a file
+    /// to copy per run. Returns the file and the rows journaled.
     /// </summary>
-    public static async Task<string> WriteBacklogAsync(string directory, string target, int rows)
+    public static async Task<(string Path, long Rows)> WriteBacklogAsync(string directory, string project, int rows)
     {
         var path = Path.Combine(directory, $"backlog-{Guid.NewGuid():N}.db");
-        var runtime = DeviceServices.CreateRuntime($"Data Source={path}", new DeviceOptions { Id = "bench-1", Target = target },
-            new PublisherOptions(), new PullerOptions(), TimeProvider.System, NullLoggerFactory.Instance);
-        var workload = new Workload("bench-1", 13);
-        for (var recorded = 0; recorded < rows; recorded += 500)
+        using (var engram = Payloads.NewEngram(path, "bench-1", seed: 13))
         {
-            await runtime.Journal.RecordAsync(workload.Next(Math.Min(500, rows - recorded)), CancellationToken.None);
+            Payloads.Journal(new EngramWorkload(13, "bench-1", [project], enrollAfter: 0), engram, rows);
         }
-        await using (var connection = new SqliteConnection($"Data Source={path}"))
-        {
-            await connection.OpenAsync();
-            await using var checkpoint = connection.CreateCommand();
-            checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
-            await checkpoint.ExecuteNonQueryAsync();
-        }
-        SqliteConnection.ClearAllPools();
-        return path;
+        await using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
+        await connection.OpenAsync();
+        await using var checkpoint = connection.CreateCommand();
+        checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+        await checkpoint.ExecuteNonQueryAsync();
+        return (path, SyncCounts.Read(connection, new SyncTarget(project)).Pending);
     }
 
     /// <summary>
@@ -107,27 +109,42 @@ public static class PipelineBench
     /// <see cref="WriteBacklogAsync"/>) already written and nothing of it sent; done when every row has
     /// its PushAccepted recorded. Device and ingest run as their own OS processes, so each one's peak memory is its own.
     /// </summary>
-    public static async Task<ProcessRun> DrainAsync(Uri amqp, string cloudDb, string directory, string backlog, string target, int rows)
+    public static async Task<ProcessRun> DrainAsync(Uri amqp, string cloudDb, string directory, string backlog, string project, long rows)
     {
         var path = Path.Combine(directory, $"drain-{Guid.NewGuid():N}.db");
         File.Copy(backlog, path);
-        return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-1", target, rows,
-            async () => await PipelineCluster.PendingAsync(path, CancellationToken.None) == 0);
+        return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-1", project, rows, () => Counts(path, project).Pending == 0);
     }
 
     /// <summary>
-    /// Pull catch-up: a new device joins <paramref name="target"/>, whose log already holds
-    /// <paramref name="rows"/> rows of another device; done when its cursor reaches them. Device and ingest run as OS processes.
+    /// Pull catch-up: a new device, on a new Engram database with <paramref name="project"/> enrolled, joins the
+    /// project, whose log already holds <paramref name="rows"/> rows of another device; done when its cursor reaches
+    /// them. Device and ingest run as OS processes.
     /// </summary>
-    public static async Task<ProcessRun> CatchUpAsync(Uri amqp, string cloudDb, string directory, string target, int rows)
+    public static async Task<ProcessRun> CatchUpAsync(Uri amqp, string cloudDb, string directory, string project, int rows)
     {
         var path = Path.Combine(directory, $"catchup-{Guid.NewGuid():N}.db");
-        return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-new", target, rows,
-            async () => await PipelineCluster.CursorAsync(path, target, CancellationToken.None) >= rows);
+        using (var engram = Payloads.NewEngram(path, "bench-new", seed: 17))
+        {
+            engram.EnrollProject(project);
+        }
+        return await RunDeviceProcessAsync(amqp, cloudDb, path, "bench-new", project, rows, () => Counts(path, project).Cursor >= rows);
     }
 
-    private static async Task<ProcessRun> RunDeviceProcessAsync(Uri amqp, string cloudDb, string databasePath, string deviceId, string target,
-        int rows, Func<Task<bool>> done)
+    /// <summary>Where the device on <paramref name="path"/> stands on <paramref name="project"/>, read beside its process.</summary>
+    private static SyncCounts Counts(string path, string project)
+    {
+        using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+        connection.Open();
+        return SyncCounts.Read(connection, new SyncTarget(project));
+    }
+
+    /// <summary>
+    /// Runs the ingest and, on <paramref name="databasePath"/>, the device syncing <paramref name="project"/>, as OS
+    /// processes until <paramref name="done"/>; the rate is <paramref name="rows"/> over the time from the device's start.
+    /// </summary>
+    private static async Task<ProcessRun> RunDeviceProcessAsync(Uri amqp, string cloudDb, string databasePath, string deviceId, string project,
+        long rows, Func<bool> done)
     {
         var environment = new Dictionary<string, string>
         {
@@ -143,7 +160,7 @@ public static class PipelineBench
         {
             ["ConnectionStrings__DeviceDb"] = $"Data Source={databasePath}",
             ["Device__Id"] = deviceId,
-            ["Device__Target"] = target,
+            ["Device__Target"] = project,
         }, TimeSpan.FromMinutes(1));
         await Condition.WaitUntilAsync(done, TimeSpan.FromMinutes(30), $"{deviceId} done with {rows} rows");
         return new ProcessRun(rows / clock.Elapsed.TotalSeconds, device.PeakMemoryMb, ingest.PeakMemoryMb,
@@ -154,10 +171,9 @@ public static class PipelineBench
         IReadOnlyDictionary<string, string?>? deviceSettings = null)
     {
         var cluster = await StartCloudAsync(amqp, cloudDb, directory, deviceSettings);
-        var target = $"bench-{Guid.NewGuid():N}";
         for (var d = 0; d < devices; d++)
         {
-            await cluster.StartDeviceAsync($"bench-{d + 1}", target, CancellationToken.None);
+            await cluster.StartDeviceAsync($"bench-{d + 1}", CancellationToken.None, seed: d + 1);
         }
         return cluster;
     }
