@@ -4,20 +4,19 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using Engram.Pipeline.DeviceSync;
-using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Logging.Abstractions;
 using Xunit.Abstractions;
 
 namespace Engram.Pipeline.Deployment.Tests;
 
 /// <summary>
 /// The repository's own docker-compose.yml, unchanged, brought up for real as an operator would: images built from
-/// the repository, three ingest replicas, the provision job and two devices. Memories written into device-a's
-/// database (in its volume, from outside the container, as the Engram application on that machine would) reach
-/// device-b; one ingest replica is killed in the middle of a load and nothing is lost. Each phase's time is printed.
+/// the repository, three ingest replicas, the provision job and two devices, each on the Engram database in its
+/// volume. Memories saved into device-a's database (from outside the container, as the Engram application on that
+/// machine does) are found by Engram's own search on device-b; one ingest replica is killed in the middle of a load
+/// and nothing is lost. Each phase's time is printed.
 /// </summary>
 public sealed class When_docker_compose_brings_up_the_deployment(ITestOutputHelper output) : IAsyncLifetime
 {
@@ -47,11 +46,13 @@ public sealed class When_docker_compose_brings_up_the_deployment(ITestOutputHelp
 
         var deviceA = await VolumeDatabaseAsync("device-a");
         var deviceB = await VolumeDatabaseAsync("device-b");
-        var journal = DeviceServices.CreateRuntime($"Data Source={deviceA}", new DeviceOptions { Id = "device-a", Target = Target },
-            new PublisherOptions(), new PullerOptions(), TimeProvider.System, NullLoggerFactory.Instance).Journal;
-        await PhaseAsync($"{FirstMemories} memories written on device-a found on device-b", async () =>
+        // The devices made their Engram databases on their first start; the user enrolls the project on device-a.
+        using var engram = new EngramWriter(deviceA, new Random(1));
+        engram.EnrollProject(Target);
+        engram.StartSession("ses-compose", Target, "/home/user/compose");
+        await PhaseAsync($"{FirstMemories} memories saved on device-a found on device-b", async () =>
         {
-            await journal.RecordAsync(Memories(0, FirstMemories), CancellationToken.None);
+            Save(engram, 0, FirstMemories);
             await Condition.WaitUntilAsync(async () => await MemoriesFoundAsync(deviceB) == FirstMemories, TimeSpan.FromMinutes(2),
                 $"device-b holds the {FirstMemories} memories of device-a", async () => $"{await MemoriesFoundAsync(deviceB)} found");
         });
@@ -67,7 +68,7 @@ public sealed class When_docker_compose_brings_up_the_deployment(ITestOutputHelp
             {
                 for (var written = 0; written < LoadMemories; written += 100)
                 {
-                    await journal.RecordAsync(Memories(FirstMemories + written, 100), CancellationToken.None);
+                    Save(engram, FirstMemories + written, 100);
                     await Task.Delay(50);
                 }
             });
@@ -75,14 +76,17 @@ public sealed class When_docker_compose_brings_up_the_deployment(ITestOutputHelp
                 "device-a's first load batches answered");
             killed = (await DockerAsync(TimeSpan.FromSeconds(30), "kill", $"{_project}_cloud-ingest_2")).Trim();
             await load;
+            var rows = await JournaledAsync(deviceA);
             await Condition.WaitUntilAsync(async () => await MemoriesFoundAsync(deviceB) == FirstMemories + LoadMemories
-                    && await AnsweredAsync(deviceA) == FirstMemories + LoadMemories,
-                TimeSpan.FromMinutes(3), $"device-a has all {FirstMemories + LoadMemories} memories answered and device-b holds them",
+                    && await AnsweredAsync(deviceA) == rows,
+                TimeSpan.FromMinutes(3), $"device-a has all {rows} journal rows answered and device-b finds its {FirstMemories + LoadMemories} memories",
                 async () => $"{await MemoriesFoundAsync(deviceB)} found, {await AnsweredAsync(deviceA)} answered on device-a");
         });
         output.WriteLine($"killed {killed} with the load under way");
 
-        var journaled = FirstMemories + LoadMemories;
+        // The session and every memory: one journal row each.
+        var journaled = await JournaledAsync(deviceA);
+        Assert.Equal(1 + FirstMemories + LoadMemories, journaled);
         var cloud = (await ComposeAsync(TimeSpan.FromMinutes(1), "exec", "-T", "postgres", "psql", "-U", _env["POSTGRES_USER"],
             "-d", _env["POSTGRES_DB"], "-tA", "-F", " ", "-c",
             "SELECT COUNT(*), COUNT(DISTINCT local_seq), COALESCE(MAX(cloud_seq), 0), (SELECT head FROM cloud_targets WHERE target_key = 'team') " +
@@ -92,28 +96,30 @@ public sealed class When_docker_compose_brings_up_the_deployment(ITestOutputHelp
         Assert.Equal($"{journaled} {journaled} {journaled} {journaled}", cloud);
     }
 
-    private static List<NewMutation> Memories(int from, int count) =>
-        Enumerable.Range(from, count).Select(n => new NewMutation("observation", "upsert", $"obs-compose-{n:D5}", JsonSerializer.Serialize(new
+    /// <summary>Saves memories <paramref name="from"/> on as Engram's <c>mem_save</c> does, one transaction each.</summary>
+    private static void Save(EngramWriter engram, int from, int count)
+    {
+        for (var n = from; n < from + count; n++)
         {
-            sync_id = $"obs-compose-{n:D5}",
-            session_id = "ses-compose",
-            type = "discovery",
-            title = $"Compose memory {n}",
-            content = $"written on device-a inside its volume, memory number {n}",
-            project = Target,
-            scope = "project",
-        }), Target)).ToList();
+            engram.AddObservation("ses-compose", "discovery", $"Compose memory {n}", $"written on device-a inside its volume, memory number {n}",
+                Target);
+        }
+    }
 
-    /// <summary>The memories of device-a that device-b holds, with the content device-a wrote.</summary>
+    /// <summary>The memories of device-a that Engram's search (observations_fts) finds in a database.</summary>
     private static async Task<long> MemoriesFoundAsync(string database) => await ScalarAsync(database, """
-        SELECT COUNT(*) FROM entities
-        WHERE entity = 'observation' AND entity_key LIKE 'obs-compose-%' AND json_extract(payload, '$.content') LIKE 'written on device-a%'
+        SELECT COUNT(*) FROM observations_fts f JOIN observations o ON o.id = f.rowid
+        WHERE observations_fts MATCH '"written on device-a"' AND o.deleted_at IS NULL AND o.session_id = 'ses-compose'
         """);
 
-    /// <summary>Device-a's journal rows the cloud has answered with a seq.</summary>
-    private static Task<long> AnsweredAsync(string database) => ScalarAsync(database, """
-        SELECT COUNT(*) FROM sync_mutations m JOIN sync_seq_mapping s ON s.target_key = m.target_key AND s.local_seq = m.seq
-        WHERE m.source = 'local' AND m.acked_at IS NOT NULL
+    /// <summary>Device-a's journal rows of the project.</summary>
+    private static Task<long> JournaledAsync(string database) => ScalarAsync(database,
+        $"SELECT COUNT(*) FROM sync_mutations WHERE target_key = 'cloud' AND project = '{Target}'");
+
+    /// <summary>Device-a's journal rows the cloud has answered with a seq: mapped and acked.</summary>
+    private static Task<long> AnsweredAsync(string database) => ScalarAsync(database, $"""
+        SELECT COUNT(*) FROM sync_mutations m JOIN sync_seq_mapping s ON s.target_key = 'cloud:{Target}' AND s.local_seq = m.seq
+        WHERE m.acked_at IS NOT NULL
         """);
 
     private static async Task<long> ScalarAsync(string database, string sql)

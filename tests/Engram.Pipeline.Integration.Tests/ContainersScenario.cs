@@ -21,11 +21,12 @@ public sealed class When_the_servers_run_in_containers(ITestOutputHelper output)
         Assert.Equal("testcontainers", servers.Source);
 
         await using var world = await PipelineWorld.CreateAsync(servers, "containers", ingestProcesses: 2);
-        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 1_000),
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 1_000, ["team"]),
             progress: null, CancellationToken.None);
 
         output.WriteLine($"{report.Mutations} mutations in {report.Elapsed.TotalSeconds:0.0} s through the containers");
         Assert.True(report.Pass, string.Join('\n', report.Verdicts.Select(v => $"{(v.Pass ? "PASS" : "FAIL")} {v.Name}: {v.Detail}")));
-        Assert.Equal(3_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        await world.AssertEveryJournalRowMappedAsync(report.Mutations);
+        Assert.Equal(await world.MappedAsync(), await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }

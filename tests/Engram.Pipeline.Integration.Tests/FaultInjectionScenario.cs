@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.DeviceSync;
-using Engram.Pipeline.Simulation;
+using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Testing;
 using Microsoft.Data.Sqlite;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using Xunit.Abstractions;
 
@@ -67,11 +67,11 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         var devices = Enumerable.Range(1, Devices).Select(i => $"device-{i}").ToList();
         foreach (var device in devices)
         {
+            // The device process attaches to an empty file and makes it an Engram database; Engram writes it from here.
             await system.StartAsync(device, "Engram.Pipeline.Device", new()
             {
                 ["ConnectionStrings__DeviceDb"] = $"Data Source={system.DatabasePath(device)}",
                 ["Device__Id"] = device,
-                ["Device__Target"] = Target,
             });
         }
 
@@ -125,23 +125,28 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         var recorded = (await Task.WhenAll(recorders)).Sum();
         await using var cloud = NpgsqlDataSource.Create(environment["ConnectionStrings__CloudDb"]);
         var store = new PostgresCloudStore(cloud);
-        await Condition.WaitUntilAsync(async () =>
+        // Per device: journal rows unanswered, deferred rows it could replay, and how far its cursor is behind the head.
+        async Task<List<(string Device, long Pending, long Replayable, long Behind)>> LagAsync()
         {
             var head = await store.HeadAsync(Target, CancellationToken.None);
+            var lag = new List<(string, long, long, long)>();
             foreach (var device in devices)
             {
-                var path = system.DatabasePath(device);
-                if (await PipelineCluster.PendingAsync(path, CancellationToken.None) > 0
-                    || await PipelineCluster.CursorAsync(path, Target, CancellationToken.None) < head)
-                {
-                    return false;
-                }
+                await using var connection = new SqliteConnection($"Data Source={system.DatabasePath(device)};Mode=ReadOnly;Pooling=False");
+                await connection.OpenAsync();
+                var target = new SyncTarget(Target);
+                var counts = SyncCounts.Read(connection, target);
+                lag.Add((device, counts.Pending, SyncCounts.Replayable(connection, target), head - counts.Cursor));
             }
-            return true;
-        }, TimeSpan.FromMinutes(3), "every device answered and at the head", () => Task.FromResult(system.Describe()));
+            return lag;
+        }
+        await Condition.WaitUntilAsync(async () => (await LagAsync()).All(l => l.Pending + l.Replayable + l.Behind == 0),
+            TimeSpan.FromMinutes(3), "every device answered and at the head",
+            async () => string.Join(", ", (await LagAsync()).Select(l => $"{l.Device}: {l.Pending} unanswered, {l.Replayable} to replay, {l.Behind} behind"))
+                        + "\n" + system.Describe());
 
         var verdicts = await InvariantChecker.CheckAllAsync(store,
-            devices.Select(d => new DeviceDatabaseRef(d, Target, system.DatabasePath(d))).ToList(), CancellationToken.None);
+            devices.Select(d => new DeviceDatabaseRef(d, system.DatabasePath(d), [Target])).ToList(), CancellationToken.None);
         var (lost, duplicated) = await LossAndDuplicationAsync(cloud, devices.Select(system.DatabasePath));
         output.WriteLine($"{rounds} rounds in {clock.Elapsed.TotalSeconds:0} s: " + string.Join(", ", counts.Select(c => $"{c.Key} {c.Value}")));
         output.WriteLine($"device kills with batches in flight: {killsInFlight}, while behind the head: {killsBehind}; restarts: {restarts}");
@@ -170,17 +175,15 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         work.Delete(recursive: true);
     }
 
-    /// <summary>The Engram application's part: records a few mutations every 50 ms into the device file until stopped.</summary>
+    /// <summary>The Engram application's part, from its own connection: uses Engram (journaling a few rows) every 50 ms until stopped.</summary>
     private static async Task<int> RecordAsync(string databasePath, string deviceId, int seed, CancellationToken stop)
     {
-        var journal = DeviceServices.CreateRuntime($"Data Source={databasePath}", new DeviceOptions { Id = deviceId, Target = Target },
-            new PublisherOptions(), new PullerOptions(), TimeProvider.System, NullLoggerFactory.Instance).Journal;
-        var workload = new Workload(deviceId, seed);
+        using var engram = new EngramWriter(databasePath, new Random(seed));
+        var workload = new EngramWorkload(seed, deviceId, [Target], enrollAfter: 0);
         var recorded = 0;
         while (!stop.IsCancellationRequested)
         {
-            await journal.RecordAsync(workload.Next(10), CancellationToken.None);
-            recorded += 10;
+            recorded += workload.Journal(engram, 10).Count;
             await Task.Delay(50, CancellationToken.None);
         }
         return recorded;
@@ -196,11 +199,12 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         await connection.OpenAsync();
         await using var select = connection.CreateCommand();
         select.CommandText = """
-            SELECT EXISTS (SELECT 1 FROM sync_mutations m JOIN sync_state s ON s.target_key = m.target_key
-                           WHERE m.source = 'local' AND m.seq <= s.sent_through AND m.acked_at IS NULL AND m.rejected_at IS NULL),
-                   COALESCE((SELECT cloud_head > unified_cursor FROM sync_state WHERE target_key = $target), 0)
+            SELECT EXISTS (SELECT 1 FROM sync_mutations m JOIN pipeline_targets t ON t.target_key = $target
+                           WHERE m.target_key = 'cloud' AND m.seq <= t.sent_through AND m.acked_at IS NULL AND m.disposition = 'pending'),
+                   COALESCE((SELECT t.cloud_head > s.unified_cursor FROM pipeline_targets t JOIN sync_state s ON s.target_key = t.target_key
+                             WHERE t.target_key = $target), 0)
             """;
-        select.Parameters.AddWithValue("$target", Target);
+        select.Parameters.AddWithValue("$target", new SyncTarget(Target).Key);
         bool inFlight = false, behind = false;
         await Condition.PollUntilAsync(async () =>
         {
@@ -212,7 +216,10 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         return (inFlight, behind);
     }
 
-    /// <summary>Lost: local journal rows with neither a mapping nor a rejection. Duplicated: cloud rows beyond one per (device, local seq).</summary>
+    /// <summary>
+    /// Lost: journal rows Engram did not withdraw with neither a mapping nor a rejection. Duplicated: cloud rows beyond one
+    /// per (device, local seq).
+    /// </summary>
     private static async Task<(long Lost, long Duplicated)> LossAndDuplicationAsync(NpgsqlDataSource cloud, IEnumerable<string> databasePaths)
     {
         long lost = 0;
@@ -223,8 +230,8 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
             await using var select = connection.CreateCommand();
             select.CommandText = """
                 SELECT COUNT(*) FROM sync_mutations m
-                WHERE m.source = 'local' AND m.rejected_at IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM sync_seq_mapping s WHERE s.target_key = m.target_key AND s.local_seq = m.seq)
+                WHERE m.target_key = 'cloud' AND m.disposition = 'pending'
+                  AND NOT EXISTS (SELECT 1 FROM sync_seq_mapping s WHERE s.local_seq = m.seq)
                 """;
             lost += (long)(await select.ExecuteScalarAsync())!;
         }

@@ -16,7 +16,7 @@ public sealed class When_an_operator_watches_the_management_ui(ServersFixture se
     public async Task The_queues_their_consumers_the_traffic_and_the_error_queue_are_there_to_see()
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "management", ingestProcesses: 2);
-        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 2, MutationsPerDevice: 1_500),
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 2, MutationsPerDevice: 1_500, ["team"]),
             progress: null, CancellationToken.None);
         Assert.True(report.Pass);
         // A message nobody can read: it must end in engram-push_error, with the reason, not vanish.

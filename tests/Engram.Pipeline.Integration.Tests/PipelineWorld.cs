@@ -74,8 +74,7 @@ public sealed class PipelineWorld : IAsyncDisposable
     /// <inheritdoc cref="AssertInvariantsAsync()"/>
     public static async Task<IReadOnlyList<Verdict>> AssertInvariantsAsync(PipelineCluster cluster)
     {
-        var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud,
-            cluster.Devices.Select(d => new DeviceDatabaseRef(d.DeviceId, d.Target, d.DatabasePath)).ToList(),
+        var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud, await cluster.DatabasesAsync(CancellationToken.None),
             CancellationToken.None);
         var report = string.Join('\n', verdicts.Select(v => $"{(v.Pass ? "PASS" : "FAIL")} {v.Name}: {v.Detail}"));
         Assert.True(verdicts.All(v => v.Pass), report);
@@ -139,6 +138,49 @@ public sealed class PipelineWorld : IAsyncDisposable
         await using var query = sqlite.CreateCommand();
         query.CommandText = sql;
         return (long)(await query.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>
+    /// The cloud seqs the devices have recorded for their own journal rows (of <paramref name="project"/>, or all):
+    /// with I1 and I2, what the cloud log must hold, one row each.
+    /// </summary>
+    public Task<long> MappedAsync(string? project = null) =>
+        SumOverDevicesAsync("SELECT COUNT(*) FROM sync_seq_mapping WHERE $project IS NULL OR target_key = 'cloud:' || $project", project);
+
+    /// <summary>
+    /// The journal rows of <paramref name="project"/> (or all) the devices' Engram still holds to sync, not quarantined:
+    /// rows Engram removed after journaling them (a superseded session upsert) are not counted.
+    /// </summary>
+    public Task<long> JournaledAsync(string? project = null) =>
+        SumOverDevicesAsync("""
+            SELECT COUNT(*) FROM sync_mutations
+            WHERE target_key = 'cloud' AND disposition = 'pending' AND ($project IS NULL OR project = $project)
+            """, project);
+
+    /// <summary>
+    /// Checks the devices' seqs against their journals: at least every journal row still there has its seq, and no
+    /// more seqs were recorded than the <paramref name="journaled"/> rows Engram ever journaled.
+    /// </summary>
+    public async Task AssertEveryJournalRowMappedAsync(long journaled, string? project = null)
+    {
+        var mapped = await MappedAsync(project);
+        Assert.InRange(mapped, await JournaledAsync(project), journaled);
+        Assert.True(mapped > 0, "nothing was pushed");
+    }
+
+    private async Task<long> SumOverDevicesAsync(string sql, string? project)
+    {
+        long sum = 0;
+        foreach (var device in Cluster.Devices)
+        {
+            await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
+            await connection.OpenAsync();
+            await using var count = connection.CreateCommand();
+            count.CommandText = sql;
+            count.Parameters.AddWithValue("$project", project is null ? DBNull.Value : project);
+            sum += (long)(await count.ExecuteScalarAsync())!;
+        }
+        return sum;
     }
 
     public async ValueTask DisposeAsync()

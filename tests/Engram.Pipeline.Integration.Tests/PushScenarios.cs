@@ -4,6 +4,7 @@ using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Journal;
 using Engram.Pipeline.DeviceSync.Storage;
 using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using Microsoft.Data.Sqlite;
@@ -21,12 +22,14 @@ public sealed class When_three_devices_push_through_three_competing_consumers(Se
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "three_devices", ingestProcesses: 3, backend: backend);
 
-        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 5_000),
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 5_000, ["team"]),
             progress: null, CancellationToken.None);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(15_000, report.Mutations);
-        Assert.Equal(15_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        Assert.True(report.Mutations >= 15_000, $"{report.Mutations} journaled");
+        await world.AssertEveryJournalRowMappedAsync(report.Mutations);
+        // Every row the devices recorded a cloud seq for is in the cloud once, and nothing else is.
+        Assert.Equal(await world.MappedAsync(), await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }
 
@@ -38,12 +41,14 @@ public sealed class When_every_batch_is_delivered_twice_and_out_of_order(Servers
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "replayed", ingestProcesses: 2);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
-        var device = await world.Cluster.StartDeviceAsync("device-a", "team", CancellationToken.None);
+        var device = await world.Cluster.StartDeviceAsync("device-a", CancellationToken.None);
         var rabbit = world.Cluster.Settings.RabbitMqUri;
 
         // Besides the device's own publisher, a second sender replays the whole journal in random
         // batch boundaries, shuffled, every batch twice, with the device's queue as reply address.
-        var workload = new Workload("device-a", seed: 3);
+        var workload = new EngramWorkload(3, "device-a", ["team"], enrollAfter: 0);
+        var reader = new JournalReader(device.Runtime.Database);
+        var journaled = 0;
         var replayer = Bus.Factory.CreateUsingRabbitMq(cfg => cfg.Host(rabbit));
         await replayer.StartAsync();
         try
@@ -52,9 +57,8 @@ public sealed class When_every_batch_is_delivered_twice_and_out_of_order(Servers
             var random = new Random(11);
             for (var round = 0; round < 4; round++)
             {
-                await device.Journal.RecordAsync(workload.Next(500), CancellationToken.None);
-                var reader = new JournalReader(device.Runtime.Database, device.Runtime.Identity);
-                if (await reader.ReadBatchAsync(null, 10_000, int.MaxValue, CancellationToken.None) is not { } pending)
+                journaled += workload.Journal(device.Engram, 500).Count;
+                if (await reader.ReadBatchAsync(Team, null, 10_000, int.MaxValue, CancellationToken.None) is not { } pending)
                 {
                     continue;
                 }
@@ -72,8 +76,11 @@ public sealed class When_every_batch_is_delivered_twice_and_out_of_order(Servers
         }
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(2_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        await world.AssertEveryJournalRowMappedAsync(journaled);
+        Assert.Equal(await world.MappedAsync(), await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
+
+    private static readonly SyncTarget Team = new("team");
 
     /// <summary>Cuts a run of pending rows into batches of 1–120, each chained to the one before it.</summary>
     private static IEnumerable<PushMutations> Rechunk(PendingBatch pending, Random random)
@@ -101,15 +108,19 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
         await using var world = await PipelineWorld.CreateAsync(servers, "lost_reply", ingestProcesses: 1, backend: backend);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
 
-        // The device journals 800 mutations while its publisher is down...
+        // Engram journals 800 mutations while the device is down...
         var path = Path.Combine(world.WorkDirectory, "device-a.db");
-        var database = new DeviceDatabase($"Data Source={path}");
-        var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
-        var journal = new DeviceJournal(database, identity, new Wakeup(TimeProvider.System), TimeProvider.System);
-        await journal.RecordAsync(new Workload("device-a", seed: 5).Next(800), CancellationToken.None);
+        var database = new EngramDatabase($"Data Source={path}");
+        database.Attach("device-a", TimeProvider.System);
+        using (var engram = new EngramWriter(path, new Random(5)))
+        {
+            new EngramWorkload(5, "device-a", ["team"], enrollAfter: 0).Journal(engram, 800);
+        }
+        var journaled = await JournalRowsAsync(path);
 
         // ...the cloud commits its first 300 and the reply never leaves (the ingest process died before replying)...
-        var first = await new JournalReader(database, identity).ReadBatchAsync(null, 300, int.MaxValue, CancellationToken.None);
+        var first = await new JournalReader(database).ReadBatchAsync(new SyncTarget("team"), null, 300, int.MaxValue,
+            CancellationToken.None);
         var ingestor = world.Cluster.Ingest[0].Services.GetRequiredService<PushIngestor>();
         var lostReply = await ingestor.IngestAsync(new PushMutations
         {
@@ -120,11 +131,11 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
         SqliteConnection.ClearAllPools();
 
         // ...then the publisher starts and sends everything unanswered, the first 300 included.
-        await world.Cluster.StartDeviceAsync("device-a", "team", CancellationToken.None);
+        await world.Cluster.StartDeviceAsync("device-a", CancellationToken.None);
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(800, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        Assert.Equal(journaled, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
         await using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly");
         await connection.OpenAsync();
         foreach (var mapping in committed)
@@ -133,6 +144,15 @@ public sealed class When_the_reply_is_lost_after_the_cloud_commits(ServersFixtur
             select.CommandText = $"SELECT cloud_seq FROM sync_seq_mapping WHERE local_seq = {mapping.LocalSeq}";
             Assert.Equal(mapping.CloudSeq, (long)(await select.ExecuteScalarAsync())!);
         }
+    }
+
+    internal static async Task<long> JournalRowsAsync(string path)
+    {
+        await using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
+        await connection.OpenAsync();
+        await using var count = connection.CreateCommand();
+        count.CommandText = "SELECT COUNT(*) FROM sync_mutations WHERE target_key = 'cloud' AND project = 'team'";
+        return (long)(await count.ExecuteScalarAsync())!;
     }
 }
 
@@ -146,10 +166,10 @@ public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixt
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "invalid_mix", ingestProcesses: 2, backend: backend);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
-        var device = await world.Cluster.StartDeviceAsync("device-a", "team", CancellationToken.None);
-        var workload = new Workload("device-a", seed: 9);
+        var device = await world.Cluster.StartDeviceAsync("device-a", CancellationToken.None);
+        var workload = new EngramWorkload(9, "device-a", ["team"], enrollAfter: 0);
 
-        // The Engram application writes the journal itself, so nothing stops a bad row getting in.
+        // Engram, another version of it or a tool writes the journal, so nothing stops a bad row getting in.
         var bad = new (string Entity, string Op, string Key, string Payload, string Reason)[]
         {
             ("memory", "upsert", "m1", "{}", RejectionReasons.UnknownEntity),
@@ -160,22 +180,27 @@ public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixt
             ("observation", "upsert", " ", "{}", RejectionReasons.InvalidEntityKey),
         };
         var expected = new Dictionary<long, string>();
+        var journaled = 0;
         for (var round = 0; round < 5; round++)
         {
-            await device.Journal.RecordAsync(workload.Next(200), CancellationToken.None);
+            journaled += workload.Journal(device.Engram, 200).Count;
             foreach (var row in bad)
             {
                 expected[await InsertRawAsync(device.DatabasePath, row.Entity, row.Op, row.Key, row.Payload)] = row.Reason;
             }
         }
-        await device.Journal.RecordAsync(workload.Next(200), CancellationToken.None);
+        journaled += workload.Journal(device.Engram, 200).Count;
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);
 
         await world.AssertInvariantsAsync();
         await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly");
         await connection.OpenAsync();
         await using var select = connection.CreateCommand();
-        select.CommandText = "SELECT seq, reject_reason FROM sync_mutations WHERE rejected_at IS NOT NULL";
+        // Quarantined in Engram's journal, the reason kept beside it.
+        select.CommandText = """
+            SELECT m.seq, r.reason FROM sync_mutations m JOIN pipeline_rejections r ON r.local_seq = m.seq
+            WHERE m.disposition = 'quarantined'
+            """;
         var rejected = new Dictionary<long, string>();
         await using (var reader = await select.ExecuteReaderAsync())
         {
@@ -185,7 +210,8 @@ public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixt
             }
         }
         Assert.Equal(expected.OrderBy(e => e.Key), rejected.OrderBy(r => r.Key));
-        Assert.Equal(1_200, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        await world.AssertEveryJournalRowMappedAsync(journaled);
+        Assert.Equal(await world.MappedAsync(), await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 
     private static async Task<long> InsertRawAsync(string path, string entity, string op, string key, string payload)
@@ -194,8 +220,8 @@ public sealed class When_invalid_mutations_are_mixed_into_the_stream(ServersFixt
         await connection.OpenAsync();
         await using var insert = connection.CreateCommand();
         insert.CommandText = """
-            INSERT INTO sync_mutations (target_key, entity, entity_key, op, payload, source, occurred_at)
-            VALUES ('team', $entity, $key, $op, $payload, 'local', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+            INSERT INTO sync_mutations (target_key, entity, entity_key, op, payload, project)
+            VALUES ('cloud', $entity, $key, $op, $payload, 'team')
             RETURNING seq
             """;
         insert.Parameters.AddWithValue("$entity", entity);
@@ -218,26 +244,27 @@ public sealed class When_two_targets_are_pushed_concurrently(ServersFixture serv
         await world.Cluster.StartIngestAsync(CancellationToken.None);
         var devices = new[]
         {
-            await world.Cluster.StartDeviceAsync("alpha-1", "alpha", CancellationToken.None),
-            await world.Cluster.StartDeviceAsync("alpha-2", "alpha", CancellationToken.None),
-            await world.Cluster.StartDeviceAsync("beta-1", "beta", CancellationToken.None),
-            await world.Cluster.StartDeviceAsync("beta-2", "beta", CancellationToken.None),
+            await world.Cluster.StartDeviceAsync("alpha-1", CancellationToken.None, seed: 20),
+            await world.Cluster.StartDeviceAsync("alpha-2", CancellationToken.None, seed: 21),
+            await world.Cluster.StartDeviceAsync("beta-1", CancellationToken.None, seed: 22),
+            await world.Cluster.StartDeviceAsync("beta-2", CancellationToken.None, seed: 23),
         };
 
-        await Task.WhenAll(devices.Select((device, i) => Task.Run(async () =>
-        {
-            var workload = new Workload(device.DeviceId, seed: 20 + i);
-            for (var chunk = 0; chunk < 30; chunk++)
-            {
-                await device.Journal.RecordAsync(workload.Next(50), CancellationToken.None);
-            }
-        })));
+        // Each user works in one project; both projects are pushed at once, each through its own chain of seqs.
+        var journaled = await Task.WhenAll(devices.Select((device, i) => Task.Run(() =>
+            new EngramWorkload(20 + i, device.DeviceId, [Project(device)], enrollAfter: 0).Journal(device.Engram, 1_500).Count)));
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(2), CancellationToken.None);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(3_000, await world.CloudScalarAsync("SELECT head FROM cloud_targets WHERE target_key = 'alpha'"));
-        Assert.Equal(3_000, await world.CloudScalarAsync("SELECT head FROM cloud_targets WHERE target_key = 'beta'"));
+        foreach (var project in new[] { "alpha", "beta" })
+        {
+            await world.AssertEveryJournalRowMappedAsync(devices.Select((d, i) => Project(d) == project ? journaled[i] : 0).Sum(), project);
+            Assert.Equal(await world.MappedAsync(project),
+                await world.CloudScalarAsync($"SELECT head FROM cloud_targets WHERE target_key = '{project}'"));
+        }
     }
+
+    private static string Project(DeviceNode device) => device.DeviceId.Split('-')[0];
 }
 
 [Collection(ServersFixture.Collection)]
@@ -248,21 +275,24 @@ public sealed class When_sent_batches_are_lost_before_the_cloud_sees_them(Server
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "lost_batches", ingestProcesses: 1,
             new Dictionary<string, string?> { ["Publisher:ResendAfter"] = "00:00:02" });
-        var device = await world.Cluster.StartDeviceAsync("device-a", "team", CancellationToken.None);
+        var device = await world.Cluster.StartDeviceAsync("device-a", CancellationToken.None);
 
         // With no ingest running, the batches wait in engram-push; then the broker loses them.
-        await device.Journal.RecordAsync(new Workload("device-a", seed: 21).Next(1_000), CancellationToken.None);
-        var window = device.Runtime.Window;
-        await Condition.WaitUntilAsync(() => window.Mutations == 1_000, TimeSpan.FromSeconds(30), "all 1,000 mutations sent and in flight",
+        var seqs = new EngramWorkload(21, "device-a", ["team"], enrollAfter: 0).Journal(device.Engram, 1_000);
+        var journaled = await When_the_reply_is_lost_after_the_cloud_commits.JournalRowsAsync(device.DatabasePath);
+        var window = device.Runtime.Targets.Window("team");
+        // Rows Engram removed after they were sent (superseded session upserts) stay in flight too.
+        await Condition.WaitUntilAsync(() => window.Mutations >= journaled, TimeSpan.FromSeconds(30), "the whole journal sent and in flight",
             TimeSpan.FromMilliseconds(20));
-        // Two batches of 500 were waiting, and by the time the management API counts them (its figures
-        // lag by seconds) the publisher may have sent them again: all of them are lost.
+        // The batches were waiting, and by the time the management API counts them (its figures lag by
+        // seconds) the publisher may have sent them again: all of them are lost.
         Assert.True(await world.PurgeQueueAsync(WireNames.PushQueue) >= 1);
 
         await world.Cluster.StartIngestAsync(CancellationToken.None);
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(1_000, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        await world.AssertEveryJournalRowMappedAsync(seqs.Count);
+        Assert.Equal(await world.MappedAsync(), await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }

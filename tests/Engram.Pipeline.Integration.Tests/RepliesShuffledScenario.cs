@@ -4,7 +4,7 @@ using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Cursor;
 using Engram.Pipeline.DeviceSync.Journal;
 using Engram.Pipeline.DeviceSync.Storage;
-using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Testing;
 using MassTransit;
@@ -21,9 +21,12 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
         await using var world = await PipelineWorld.CreateAsync(servers, "shuffled_replies", ingestProcesses: 2);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
 
-        // Two copies of one device database: same journal, same entities.
+        // Two copies of one Engram database: same memories, same journal.
         var inOrder = Open(Path.Combine(world.WorkDirectory, "in-order.db"));
-        await inOrder.Journal.RecordAsync(new Workload("device-a", seed: 13).Next(1_500), CancellationToken.None);
+        using (var engram = new EngramWriter(inOrder.Database.Path, new Random(13)))
+        {
+            new EngramWorkload(13, "device-a", [Team.Project], enrollAfter: 0).Journal(engram, 1_500);
+        }
         var shuffledPath = Path.Combine(world.WorkDirectory, "shuffled.db");
         await ExecuteAsync(inOrder.Database.Path, $"VACUUM INTO '{shuffledPath}'");
         var shuffled = Open(shuffledPath);
@@ -49,7 +52,7 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
             // One batch at a time, as the chain requires when nobody resends an overtaking batch.
             var push = await capture.GetSendEndpoint(new Uri($"queue:{WireNames.PushQueue}"));
             long? after = null;
-            while (await inOrder.Reader.ReadBatchAsync(after, 100, int.MaxValue, CancellationToken.None) is { } batch)
+            while (await inOrder.Reader.ReadBatchAsync(Team, after, 100, int.MaxValue, CancellationToken.None) is { } batch)
             {
                 await push.Send(new PushMutations
                 {
@@ -77,19 +80,20 @@ public sealed class When_every_push_accepted_is_delivered_twice_and_shuffled(Ser
         }
 
         Assert.Equal(await DeviceDump.ReadAsync(inOrder.Database.Path), await DeviceDump.ReadAsync(shuffledPath));
-        var verdicts = await InvariantChecker.CheckPushAsync(world.Cluster.Cloud, [new DeviceDatabaseRef("device-a", "team", shuffledPath)],
+        var verdicts = await InvariantChecker.CheckPushAsync(world.Cluster.Cloud, [new DeviceDatabaseRef("device-a", shuffledPath, [Team.Project])],
             CancellationToken.None);
         Assert.True(verdicts.All(v => v.Pass), string.Join('\n', verdicts.Select(v => $"{v.Name}: {v.Detail}")));
     }
 
-    private sealed record DeviceCopy(DeviceDatabase Database, DeviceJournal Journal, JournalReader Reader, CursorService Cursor);
+    private static readonly SyncTarget Team = new("team");
+
+    private sealed record DeviceCopy(EngramDatabase Database, JournalReader Reader, CursorService Cursor);
 
     private static DeviceCopy Open(string path)
     {
-        var database = new DeviceDatabase($"Data Source={path}");
-        var identity = new DeviceIdentity(database.Initialise("device-a", TimeProvider.System), "team");
-        return new DeviceCopy(database, new DeviceJournal(database, identity, new Wakeup(TimeProvider.System), TimeProvider.System),
-            new JournalReader(database, identity), new CursorService(database, identity, TimeProvider.System));
+        var database = new EngramDatabase($"Data Source={path}");
+        var identity = new DeviceIdentity(database.Attach("device-a", TimeProvider.System));
+        return new DeviceCopy(database, new JournalReader(database), new CursorService(database, identity, TimeProvider.System));
     }
 
     private static async Task ExecuteAsync(string path, string sql)

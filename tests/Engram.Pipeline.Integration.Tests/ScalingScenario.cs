@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using Xunit.Abstractions;
 
@@ -38,24 +38,19 @@ public sealed class When_cloud_ingest_is_scaled_out(ServersFixture servers, ITes
                 {
                     for (var d = 0; d < DevicesPerTarget; d++)
                     {
-                        await world.Cluster.StartDeviceAsync($"t{t}-d{d}", $"target-{t}", CancellationToken.None);
+                        await world.Cluster.StartDeviceAsync($"t{t}-d{d}", CancellationToken.None, seed: 100 + t * DevicesPerTarget + d);
                     }
                 }
 
                 var clock = Stopwatch.StartNew();
-                await Task.WhenAll(world.Cluster.Devices.Select((device, i) => Task.Run(async () =>
-                {
-                    var workload = new Workload(device.DeviceId, seed: 100 + i);
-                    for (var recorded = 0; recorded < MutationsPerDevice; recorded += 50)
-                    {
-                        await device.Journal.RecordAsync(workload.Next(50), CancellationToken.None);
-                    }
-                })));
+                await Task.WhenAll(world.Cluster.Devices.Select((device, i) => Task.Run(() =>
+                    new EngramWorkload(100 + i, device.DeviceId, [$"project-{i / DevicesPerTarget}"], enrollAfter: 0)
+                        .Journal(device.Engram, MutationsPerDevice))));
                 await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(3), CancellationToken.None);
                 var elapsed = clock.Elapsed;
 
                 await world.AssertInvariantsAsync();
-                var total = Targets * DevicesPerTarget * MutationsPerDevice;
+                var total = await world.MappedAsync();
                 figures.Add($"{processes} ingest process(es): {total} mutations over {Targets} targets from {Targets * DevicesPerTarget} devices, " +
                             $"pushed and pulled everywhere in {elapsed.TotalSeconds:0.0} s = {total / elapsed.TotalSeconds:0} mutations/s; I1-I6 PASS");
             }

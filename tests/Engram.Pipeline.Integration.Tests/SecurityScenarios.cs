@@ -1,7 +1,7 @@
 using System.Text;
 using Engram.Pipeline.Cloud.Authorisation;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using Npgsql;
@@ -224,16 +224,18 @@ public sealed class When_devices_have_their_own_broker_accounts(SecuredPipeline 
     public async Task Devices_on_their_own_accounts_push_and_pull_end_to_end()
     {
         var cluster = secured.World.Cluster;
-        var phone = await cluster.StartDeviceAsync("phone", "team", CancellationToken.None, secured.Accounts["phone"]);
-        var laptop = await cluster.StartDeviceAsync("laptop", "team", CancellationToken.None, secured.Accounts["laptop"]);
+        var phone = await cluster.StartDeviceAsync("phone", CancellationToken.None, secured.Accounts["phone"], seed: 1);
+        var laptop = await cluster.StartDeviceAsync("laptop", CancellationToken.None, secured.Accounts["laptop"], seed: 2);
         Assert.True(phone.Runtime.Routes.OwnAccount);
 
-        await phone.Journal.RecordAsync(new Workload("phone", seed: 1).Next(300), CancellationToken.None);
-        await laptop.Journal.RecordAsync(new Workload("laptop", seed: 2).Next(300), CancellationToken.None);
+        var journaled = new EngramWorkload(1, "phone", ["team"], enrollAfter: 0).Journal(phone.Engram, 300).Count
+                        + new EngramWorkload(2, "laptop", ["team"], enrollAfter: 0).Journal(laptop.Engram, 300).Count;
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(1), CancellationToken.None);
 
         await secured.World.AssertInvariantsAsync();
-        Assert.Equal(600, await secured.CountAsync("SELECT COUNT(*) FROM cloud_mutations WHERE target_key = 'team'"));
+        await secured.World.AssertEveryJournalRowMappedAsync(journaled, "team");
+        Assert.Equal(await secured.World.MappedAsync("team"),
+            await secured.CountAsync("SELECT COUNT(*) FROM cloud_mutations WHERE target_key = 'team'"));
         Assert.Equal(0, await secured.CountAsync("SELECT COUNT(*) FROM cloud_rejections"));
     }
 

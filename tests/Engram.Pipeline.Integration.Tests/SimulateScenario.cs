@@ -34,7 +34,7 @@ internal static class FourDevices
 
     public static async Task SimulateAsync(PipelineWorld world, ITestOutputHelper output)
     {
-        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 4, MutationsPerDevice: MutationsPerDevice),
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 4, MutationsPerDevice: MutationsPerDevice, ["run", "run-late"]),
             progress: null, CancellationToken.None);
 
         foreach (var verdict in report.Verdicts)
@@ -45,6 +45,7 @@ internal static class FourDevices
                          $"p99 {report.ToAccepted.P99:0} ms, to visible p50 {report.ToVisible.P50:0} ms p99 {report.ToVisible.P99:0} ms");
         Assert.Equal(6, report.Verdicts.Count);
         Assert.True(report.Pass, string.Join('\n', report.Verdicts.Select(v => $"{v.Name}: {v.Detail}")));
-        Assert.Equal(4 * MutationsPerDevice, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
+        await world.AssertEveryJournalRowMappedAsync(report.Mutations);
+        Assert.Equal(await world.MappedAsync(), await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }

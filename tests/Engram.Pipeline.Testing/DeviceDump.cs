@@ -2,7 +2,7 @@ using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Testing;
 
-/// <summary>Reads what the cursor service writes in a device database, timestamps left out, in a fixed order.</summary>
+/// <summary>Reads what the cursor service writes in an Engram database, timestamps left out, in a fixed order.</summary>
 public static class DeviceDump
 {
     public static async Task<string> ReadAsync(string databasePath)
@@ -12,10 +12,12 @@ public static class DeviceDump
         var lines = new List<string>();
         foreach (var sql in new[]
         {
-            "SELECT seq, acked_at IS NOT NULL, rejected_at IS NOT NULL, reject_reason FROM sync_mutations ORDER BY seq",
-            "SELECT local_seq, cloud_seq FROM sync_seq_mapping ORDER BY local_seq",
-            "SELECT target_key, unified_cursor, cloud_head FROM sync_state ORDER BY target_key",
-            "SELECT entity, entity_key, payload, deleted, cloud_seq, local_seq FROM entities ORDER BY entity, entity_key",
+            "SELECT seq, acked_at IS NOT NULL, disposition, disposition_reason FROM sync_mutations ORDER BY seq",
+            "SELECT target_key, local_seq, cloud_seq FROM sync_seq_mapping ORDER BY target_key, local_seq",
+            "SELECT target_key, local_seq, reason FROM pipeline_rejections ORDER BY target_key, local_seq",
+            "SELECT target_key, lifecycle, last_acked_seq, unified_cursor FROM sync_state ORDER BY target_key",
+            "SELECT target_key, cloud_head FROM pipeline_targets ORDER BY target_key",
+            "SELECT target_key, entity, entity_key, last_mutation_seq FROM sync_delete_tombstone_remote_floors ORDER BY 1, 2, 3",
         })
         {
             await using var command = connection.CreateCommand();

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json.Nodes;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -66,21 +66,15 @@ public sealed class When_bad_input_is_pushed(ServersFixture servers, ITestOutput
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "bad_input", ingestProcesses: 1);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
-        var device = await world.Cluster.StartDeviceAsync("device-a", Target, CancellationToken.None);
+        var device = await world.Cluster.StartDeviceAsync("device-a", CancellationToken.None, seed: 61);
         await using var inbox = await PushInbox.StartAsync(world);
         var cases = Table().ToList();
 
         // A real device keeps journaling while the bad input goes by, on the same target.
-        var workload = new Workload("device-a", seed: 61);
-        var recording = Task.Run(async () =>
-        {
-            for (var chunk = 0; chunk < 10; chunk++)
-            {
-                await device.Journal.RecordAsync(workload.Next(100), CancellationToken.None);
-            }
-        });
+        var workload = new EngramWorkload(61, "device-a", [Target], enrollAfter: 0);
+        var recording = Task.Run(() => workload.Journal(device.Engram, 1_000).Count);
         var verdicts = await Task.WhenAll(cases.Select(c => RunAsync(inbox, c)));
-        await recording;
+        var journaled = await recording;
         await inbox.AssertNothingSkippedAsync();
         var failures = verdicts.SelectMany(v => v).ToList();
         Assert.True(failures.Count == 0, string.Join('\n', failures));
@@ -88,13 +82,15 @@ public sealed class When_bad_input_is_pushed(ServersFixture servers, ITestOutput
         // The service still serves: a new device's batch is accepted, the device's later mutations get through.
         var after = new Case("after", Target, "after-1", [Valid("a valid batch", "after-1")]);
         Assert.Empty(await RunAsync(inbox, after));
-        await device.Journal.RecordAsync(workload.Next(100), CancellationToken.None);
+        journaled += workload.Journal(device.Engram, 100).Count;
         await world.Cluster.WaitUntilSettledAsync(Deadline, CancellationToken.None);
         var health = await world.Cluster.Ingest[0].Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
         Assert.Equal(HealthStatus.Healthy, health.Status);
 
         await world.AssertInvariantsAsync();
-        Assert.Equal(1_100, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations WHERE device_id = 'device-a'"));
+        await world.AssertEveryJournalRowMappedAsync(journaled);
+        var real = await world.MappedAsync();
+        Assert.Equal(real, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations WHERE device_id = 'device-a'"));
         var expectedRows = cases.Append(after)
             .SelectMany(c => c.Steps.Select(s => s.Expect).OfType<Expect.Answered>().SelectMany(a => a.Accepted)
                 .Select(seq => $"{c.Target}/{c.DeviceId}/{seq}"))
@@ -102,7 +98,7 @@ public sealed class When_bad_input_is_pushed(ServersFixture servers, ITestOutput
             .Order(StringComparer.Ordinal)
             .ToList();
         Assert.Equal(expectedRows, await CloudRowsAsync(world, "device_id <> 'device-a'"));
-        output.WriteLine($"{inbox.Sent} inputs in {cases.Count} cases; 1,100 mutations of a real device and " +
+        output.WriteLine($"{inbox.Sent} inputs in {cases.Count} cases; {real} mutations of a real device and " +
                          $"{expectedRows.Count} valid mutations in the bad batches each landed once");
     }
 

@@ -2,7 +2,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using CsCheck;
 using Engram.Pipeline.Contracts;
-using Engram.Pipeline.Simulation;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using Npgsql;
 using Xunit.Abstractions;
@@ -49,22 +49,15 @@ public sealed class When_random_input_is_pushed(ServersFixture servers, ITestOut
 
         await using var world = await PipelineWorld.CreateAsync(servers, "random_input", ingestProcesses: 2);
         await world.Cluster.StartIngestAsync(CancellationToken.None);
-        var device = await world.Cluster.StartDeviceAsync("device-a", Target, CancellationToken.None);
+        var device = await world.Cluster.StartDeviceAsync("device-a", CancellationToken.None, seed: 62);
         await using var inbox = await PushInbox.StartAsync(world);
 
-        var workload = new Workload("device-a", seed: 62);
-        var recording = Task.Run(async () =>
-        {
-            for (var chunk = 0; chunk < 5; chunk++)
-            {
-                await device.Journal.RecordAsync(workload.Next(100), CancellationToken.None);
-            }
-        });
+        var recording = Task.Run(() => new EngramWorkload(62, "device-a", [Target], enrollAfter: 0).Journal(device.Engram, 500).Count);
         var ids = inputs.Select(_ => Guid.NewGuid()).ToList();
         await Parallel.ForEachAsync(Enumerable.Range(0, inputs.Count), new ParallelOptions { MaxDegreeOfParallelism = 4 },
             async (i, _) => await inputs[i].Send(inbox, ids[i]));
         var endings = await inbox.WaitForAllAsync(ids, TimeSpan.FromSeconds(60));
-        await recording;
+        var journaled = await recording;
         await inbox.AssertNothingSkippedAsync();
 
         // Spoiled inputs may name another target or device, even one that others name too.
@@ -90,7 +83,9 @@ public sealed class When_random_input_is_pushed(ServersFixture servers, ITestOut
 
         await world.Cluster.WaitUntilSettledAsync(TimeSpan.FromSeconds(60), CancellationToken.None);
         await world.AssertInvariantsAsync();
-        Assert.Equal(500, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations WHERE device_id = 'device-a'"));
+        await world.AssertEveryJournalRowMappedAsync(journaled);
+        var real = await world.MappedAsync();
+        Assert.Equal(real, await world.CloudScalarAsync("SELECT COUNT(*) FROM cloud_mutations WHERE device_id = 'device-a'"));
         var ended = endings.Values.GroupBy(e => e switch
         {
             Ending.Accepted => "answered",
@@ -100,7 +95,7 @@ public sealed class When_random_input_is_pushed(ServersFixture servers, ITestOut
         var rejections = endings.Values.OfType<Ending.Accepted>().SelectMany(a => a.Reply.Rejected).GroupBy(r => r.Reason);
         output.WriteLine($"{inbox.Sent} inputs sent: " + string.Join(", ", ended.OrderBy(g => g.Key).Select(g => $"{g.Count()} {g.Key}")) +
                          $"; mutations rejected: " + string.Join(", ", rejections.OrderBy(g => g.Key).Select(g => $"{g.Count()} {g.Key}")) +
-                         $"; {rows.Values.Sum(r => r.Count)} of their mutations and 500 of a real device landed once each");
+                         $"; {rows.Values.Sum(r => r.Count)} of their mutations and {real} of a real device landed once each");
     }
 
     /// <summary>The target and device an input names ("target/device"), as the cloud would store them.</summary>
