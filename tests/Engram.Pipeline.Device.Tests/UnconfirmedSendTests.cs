@@ -1,6 +1,6 @@
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync;
-using Engram.Pipeline.DeviceSync.Journal;
+using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
 using MassTransit;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -47,16 +47,21 @@ public sealed class When_the_broker_never_confirms_a_send
             }));
         });
         await bus.StartAsync();
-        var runtime = DeviceServices.CreateRuntime($"Data Source={Path.Combine(directory.FullName, "device.db")}",
+        var path = Path.Combine(directory.FullName, "engram.db");
+        var runtime = DeviceServices.CreateRuntime($"Data Source={path}",
             new DeviceOptions { Id = "device-a", Target = "team" },
-            new PublisherOptions { ResendAfter = TimeSpan.FromMilliseconds(300) },
-            new PullerOptions { RequestTimeout = TimeSpan.FromSeconds(1) },
+            new PublisherOptions { ResendAfter = TimeSpan.FromMilliseconds(300), PollInterval = TimeSpan.FromMilliseconds(100) },
+            new PullerOptions { RequestTimeout = TimeSpan.FromSeconds(1), PollInterval = TimeSpan.FromMilliseconds(200) },
             TimeProvider.System, NullLoggerFactory.Instance);
         using var stop = new CancellationTokenSource();
         var running = runtime.RunAsync(bus, stop.Token);
         try
         {
-            await runtime.Journal.RecordAsync([new NewMutation("observation", "upsert", "o1", "{}")], CancellationToken.None);
+            using (var engram = new EngramWriter(path))
+            {
+                engram.EnrollProject("team");
+                engram.CreateSession("s1", "team", "/home/a/team");
+            }
             await Condition.PollUntilAsync(() => Task.FromResult(Volatile.Read(ref pushes) > 0 && Volatile.Read(ref pulls) > 0),
                 TimeSpan.FromSeconds(20));
         }
