@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync.Pull;
 
@@ -128,5 +129,143 @@ public sealed class When_own_cloud_seqs_have_a_gap
         Assert.Equal(1, result.Applied);
         Assert.Equal(3, device.Count(Cursor));
         Assert.Equal("/home/b/team", device.Text("SELECT directory FROM sessions WHERE id = 's-b'"));
+    }
+}
+
+public sealed class When_the_cloud_answers_a_push
+{
+    private const string DatetimeNow = @"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$";
+
+    [Fact]
+    public async Task The_row_is_acked_as_upstream_acks_it_and_stays_pending()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(1);
+        var before = DateTimeOffset.UtcNow.AddSeconds(-2);
+
+        await device.ApplyAsync(TestDevice.Reply((seqs[0], 1)));
+
+        var ackedAt = device.Text("SELECT acked_at FROM sync_mutations WHERE seq = $seq", ("$seq", seqs[0]))!;
+        Assert.Matches(DatetimeNow, ackedAt);
+        Assert.InRange(DateTimeOffset.Parse(ackedAt + "Z", System.Globalization.CultureInfo.InvariantCulture), before, DateTimeOffset.UtcNow.AddSeconds(2));
+        // Upstream keeps acked rows pending; its backfill counts them as journaled only so.
+        Assert.Equal("pending|null|null", device.Rows(
+            $"SELECT disposition, disposition_reason, disposition_at FROM sync_mutations WHERE seq = {seqs[0]}").Single());
+        Assert.Equal([$"cloud:team|{seqs[0]}|1"], device.Rows("SELECT target_key, local_seq, cloud_seq FROM sync_seq_mapping"));
+    }
+
+    [Fact]
+    public async Task Sync_state_reads_pending_while_rows_wait_and_healthy_once_all_are_answered()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(3);
+        device.Execute("UPDATE sync_state SET consecutive_failures = 2, reason_code = 'transport_failed', last_error = 'away'");
+
+        await device.ApplyAsync(TestDevice.Reply((seqs[0], 1), (seqs[1], 2)));
+
+        Assert.Equal([$"cloud|pending|{seqs[1]}|0|null|null", $"cloud:team|pending|{seqs[1]}|0|null|null"], device.Rows("""
+            SELECT target_key, lifecycle, last_acked_seq, consecutive_failures, reason_code, last_error FROM sync_state
+            WHERE target_key IN ('cloud', 'cloud:team') ORDER BY target_key
+            """));
+        Assert.All(device.Rows("SELECT last_success_at FROM sync_state WHERE target_key IN ('cloud', 'cloud:team')"),
+            at => Assert.Matches(DatetimeNow, at));
+
+        await device.ApplyAsync(TestDevice.Reply((seqs[2], 3)));
+
+        Assert.Equal([$"cloud|healthy|{seqs[2]}", $"cloud:team|healthy|{seqs[2]}"], device.Rows(
+            "SELECT target_key, lifecycle, last_acked_seq FROM sync_state WHERE target_key IN ('cloud', 'cloud:team') ORDER BY target_key"));
+        // Engram's own seeded row for its inbox is not the device's.
+        Assert.Equal(["cloud:inbox|inbox|0"], device.Rows("SELECT target_key, lifecycle, last_acked_seq FROM sync_state WHERE target_key = 'cloud:inbox'"));
+    }
+
+    [Fact]
+    public async Task Another_projects_waiting_rows_keep_cloud_pending_but_not_the_project()
+    {
+        using var device = TestDevice.Create();
+        device.Engram.EnrollProject("other");
+        device.Engram.CreateSession("s2", "other", "/home/a/other");
+        var seqs = device.RecordObservations(1);
+
+        await device.ApplyAsync(TestDevice.Reply((seqs[0], 1)));
+
+        Assert.Equal(["cloud|pending", "cloud:other|pending", "cloud:team|healthy"], device.Rows(
+            "SELECT target_key, lifecycle FROM sync_state WHERE target_key <> 'cloud:inbox' ORDER BY target_key"));
+    }
+
+    [Fact]
+    public async Task A_rejected_row_is_quarantined_with_its_reason_and_recorded_as_answered()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(2);
+
+        await device.ApplyAsync(TestDevice.Reply((seqs[0], 1)) with
+        {
+            Rejected = [new MutationRejection { LocalSeq = seqs[1], Reason = RejectionReasons.PayloadTooLarge, Detail = "300000 bytes" }],
+        });
+
+        Assert.Equal("quarantined|payload-too-large|null", device.Rows(
+            $"SELECT disposition, disposition_reason, acked_at FROM sync_mutations WHERE seq = {seqs[1]}").Single());
+        Assert.Matches(DatetimeNow, device.Text($"SELECT disposition_at FROM sync_mutations WHERE seq = {seqs[1]}"));
+        using (var evidence = JsonDocument.Parse(device.Text($"SELECT disposition_evidence FROM sync_mutations WHERE seq = {seqs[1]}")!))
+        {
+            Assert.Equal("payload-too-large", evidence.RootElement.GetProperty("reason").GetString());
+            Assert.Equal("300000 bytes", evidence.RootElement.GetProperty("detail").GetString());
+            Assert.Equal("team", evidence.RootElement.GetProperty("target").GetString());
+        }
+        Assert.Equal([$"cloud:team|{seqs[1]}|payload-too-large|300000 bytes"],
+            device.Rows("SELECT target_key, local_seq, reason, detail FROM pipeline_rejections"));
+        Assert.Equal("healthy", device.Text("SELECT lifecycle FROM sync_state WHERE target_key = 'cloud:team'"));
+    }
+
+    [Fact]
+    public async Task An_ack_of_a_row_engram_removed_still_records_its_mapping()
+    {
+        using var device = TestDevice.Create();
+        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
+        var observation = device.RecordObservations(1, session: "s2")[0];
+        // Sent meanwhile; then the session ends, and Engram replaces its unsent upsert.
+        var ended = Assert.Single(device.Engram.EndSession("s2", "done"));
+        Assert.Equal(0, device.Count($"SELECT COUNT(*) FROM sync_mutations WHERE seq = {started}"));
+
+        await device.ApplyAsync(TestDevice.Reply((started, 1), (observation, 2)));
+
+        Assert.Equal([$"{started}|1", $"{observation}|2"], device.Rows("SELECT local_seq, cloud_seq FROM sync_seq_mapping ORDER BY local_seq"));
+        Assert.Equal(2, device.Count("SELECT unified_cursor FROM sync_state WHERE target_key = 'cloud:team'"));
+        Assert.Equal(1, device.Count($"SELECT COUNT(*) FROM sync_mutations WHERE seq = {ended} AND acked_at IS NULL"));
+    }
+
+    [Fact]
+    public async Task An_ack_of_an_own_delete_raises_the_tombstone_floor_of_the_target()
+    {
+        using var device = TestDevice.Create();
+        var saved = device.Engram.AddObservation(TestDevice.Session, "discovery", "gone soon", "about to be deleted", TestDevice.Project);
+        var deleted = Assert.Single(device.Engram.DeleteObservation(saved.SyncId, hard: true));
+
+        await device.ApplyAsync(TestDevice.Reply((saved.Seqs[0], 4), (deleted, 9)));
+
+        Assert.Equal([$"cloud:team|observation|{saved.SyncId}|9"], device.Rows(
+            "SELECT target_key, entity, entity_key, last_mutation_seq FROM sync_delete_tombstone_remote_floors"));
+    }
+
+    [Fact]
+    public async Task A_refused_batch_degrades_the_project_until_the_next_answer()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(1);
+
+        await device.Cursor.RecordRefusalAsync(new PushRejected
+        {
+            TargetKey = TestDevice.Project, DeviceId = "device-a", Reason = RejectionReasons.NotAuthorised, Detail = "no push to team",
+        }, CancellationToken.None);
+
+        Assert.Equal("degraded|1|policy_forbidden|not-authorised: no push to team", device.Rows(
+            "SELECT lifecycle, consecutive_failures, reason_code, reason_message FROM sync_state WHERE target_key = 'cloud:team'").Single());
+        Assert.Equal("not-authorised: no push to team", device.Text("SELECT last_refusal FROM pipeline_targets WHERE target_key = 'cloud:team'"));
+        Assert.Equal(1, device.Count("SELECT COUNT(*) FROM sync_mutations WHERE acked_at IS NULL AND disposition = 'pending'"));
+
+        await device.ApplyAsync(TestDevice.Reply((seqs[0], 1)));
+
+        Assert.Equal("healthy|0|null", device.Rows(
+            "SELECT lifecycle, consecutive_failures, reason_code FROM sync_state WHERE target_key = 'cloud:team'").Single());
     }
 }
