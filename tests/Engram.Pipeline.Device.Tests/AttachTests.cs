@@ -1,5 +1,6 @@
 using Engram.Pipeline.DeviceSync.Storage;
 using Engram.Pipeline.Simulation.EngramApp;
+using Engram.Pipeline.Testing.Engram;
 using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Device.Tests;
@@ -20,7 +21,7 @@ public sealed class When_a_device_attaches_to_an_empty_file : IDisposable
         var attached = Path.Combine(_directory.FullName, "attached.db");
         var upstream = Path.Combine(_directory.FullName, "upstream.db");
         new EngramDatabase($"Data Source={attached}").Attach("device-a", TimeProvider.System);
-        Upstream.Create(upstream);
+        UpstreamEngram.Create(upstream);
 
         var objects = Upstream.Objects(attached);
         var syncState = Assert.Single(objects, row => row.StartsWith("table|sync_state|", StringComparison.Ordinal));
@@ -101,7 +102,7 @@ public sealed class When_a_device_attaches_to_an_existing_engram_database : IDis
     public void None_of_upstreams_rows_or_columns_change()
     {
         var path = Path.Combine(_directory.FullName, "engram.db");
-        Upstream.Create(path);
+        UpstreamEngram.Create(path);
         WriteAsEngramDoes(path);
         var objectsBefore = Upstream.Objects(path);
         var tables = TablesAndColumns(path);
@@ -120,7 +121,7 @@ public sealed class When_a_device_attaches_to_an_existing_engram_database : IDis
     public void A_lease_engram_holds_and_its_sync_state_stay_as_they_were()
     {
         var path = Path.Combine(_directory.FullName, "engram.db");
-        Upstream.Create(path);
+        UpstreamEngram.Create(path);
         using (var engram = new EngramWriter(path))
         {
             engram.EnrollProject("team");
@@ -219,7 +220,7 @@ public sealed class When_a_device_attaches_to_a_database_of_another_kind : IDisp
     public void An_engram_database_missing_a_column_the_pipeline_needs_is_refused_naming_it()
     {
         var path = Path.Combine(_directory.FullName, "old.db");
-        Upstream.Create(path);
+        UpstreamEngram.Create(path);
         using (var connection = new SqliteConnection($"Data Source={path};Pooling=False"))
         {
             connection.Open();

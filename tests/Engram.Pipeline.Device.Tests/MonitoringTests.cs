@@ -3,6 +3,7 @@ using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Monitoring;
 using Engram.Pipeline.DeviceSync.Pull;
 using Engram.Pipeline.DeviceSync.Storage;
+using Engram.Pipeline.Testing.Engram;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -125,7 +126,7 @@ public sealed class When_no_device_has_attached_yet : IDisposable
     public async Task Status_lists_engrams_enrolled_projects_with_no_device_and_adds_nothing()
     {
         var path = Path.Combine(_directory.FullName, "engram.db");
-        Upstream.Create(path);
+        UpstreamEngram.Create(path);
         using (var engram = new Simulation.EngramApp.EngramWriter(path))
         {
             engram.EnrollProject("team");

@@ -2,28 +2,11 @@ using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.Device.Tests;
 
-/// <summary>Upstream's schema (shared/engram/upstream-schema.sql, copied beside the tests) and a database made from it as Engram's migrate() leaves one.</summary>
+/// <summary>Reading a database's schema as upstream's and the pipeline's parts (the database itself: <see cref="Testing.Engram.UpstreamEngram"/>).</summary>
 internal static class Upstream
 {
     /// <summary>What the device adds to Engram's sync_state table.</summary>
     public const string UnifiedCursorColumn = ", unified_cursor INTEGER NOT NULL DEFAULT 0";
-
-    public static string Schema { get; } = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "upstream-schema.sql"));
-
-    /// <summary>Makes <paramref name="path"/> the database upstream's migrate() makes: its schema, user_version 1 and the seeded sync_state rows.</summary>
-    public static void Create(string path)
-    {
-        using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
-        connection.Open();
-        using var create = connection.CreateCommand();
-        create.CommandText = Schema + """
-
-            PRAGMA user_version = 1;
-            INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ('cloud', 'idle', datetime('now'));
-            INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ('cloud:inbox', 'inbox', datetime('now'));
-            """;
-        create.ExecuteNonQuery();
-    }
 
     /// <summary>sqlite_master as (type, name, tbl_name, sql), without FTS5's shadow tables, sorted.</summary>
     public static List<string> Objects(string path)

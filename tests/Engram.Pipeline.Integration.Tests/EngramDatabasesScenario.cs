@@ -105,7 +105,7 @@ public sealed class When_two_machines_with_their_own_Engram_histories_sync(Serve
         for (var i = 0; i < Machines.Length; i++)
         {
             Assert.Equal(privateRows[i], await PrivateRowsAsync(paths[i]));
-            Assert.Equal(0, await ScalarAsync(paths[1 - i], $"SELECT COUNT(*) FROM observations WHERE project = '{Private}'"));
+            Assert.Equal(0, await ScalarAsync(paths[1 - i], $"SELECT COUNT(*) FROM observations WHERE session_id = '{Machines[i]}-private'"));
         }
     }
 

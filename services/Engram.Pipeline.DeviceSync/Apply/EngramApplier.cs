@@ -76,6 +76,19 @@ public sealed class EngramApplier(SqliteTransaction transaction, TimeProvider cl
     }
 
     /// <summary>
+    /// Rule 7 kept this device's own later edit instead of <paramref name="mutation"/>. A hard delete of an observation
+    /// still orphans the relations placed before it, as on the devices that applied it.
+    /// </summary>
+    public void Superseded(PulledMutation mutation)
+    {
+        if (mutation is { Entity: EngramRules.Observation, Op: EngramRules.Delete }
+            && PayloadJson.TryRead<ObservationPayload>(mutation.Payload, out var payload, out _) && payload.HardDelete == true)
+        {
+            new RelationApply(_sql).OrphanTouching(mutation.Project, mutation.EntityKey.Trim(), mutation.CloudSeq);
+        }
+    }
+
+    /// <summary>
     /// This device's own delete of (entity, entityKey) was placed by the cloud at cloudSeq: raise the tombstone floor for
     /// the target, so that other devices' upserts placed before the delete stay out and those placed after it apply.
     /// </summary>

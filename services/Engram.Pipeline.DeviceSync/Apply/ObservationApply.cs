@@ -93,11 +93,7 @@ internal sealed class ObservationApply(Statements sql, TimeProvider clock)
             if (hard)
             {
                 sql.Execute("DELETE FROM observations WHERE id = $id", ("$id", id));
-                // As Engram's own hard delete does, so that every device ends with the same relations.
-                sql.Execute("""
-                    UPDATE memory_relations SET judgment_status = 'orphaned', updated_at = datetime('now')
-                    WHERE source_id = $sync_id OR target_id = $sync_id
-                    """, ("$sync_id", syncId));
+                new RelationApply(sql).OrphanTouching(mutation.Project, syncId, mutation.CloudSeq);
             }
             else
             {

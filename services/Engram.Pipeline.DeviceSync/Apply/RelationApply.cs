@@ -1,6 +1,10 @@
 namespace Engram.Pipeline.DeviceSync.Apply;
 
-/// <summary>A pulled relation upsert, by upstream's rules: it waits until both endpoint observations are here.</summary>
+/// <summary>
+/// A pulled relation upsert, by upstream's rules: it waits until both endpoint observations are here. And the
+/// relations a hard delete of an observation orphans, so that every device orphans the same ones: those whose last
+/// mutation the cloud placed before the delete, wherever and whenever each device learns of them.
+/// </summary>
 internal sealed class RelationApply(Statements sql)
 {
     public ApplyResult Apply(PulledMutation mutation)
@@ -43,8 +47,39 @@ internal sealed class RelationApply(Statements sql)
             ("$marked_by_actor", relation.MarkedByActor), ("$marked_by_kind", relation.MarkedByKind),
             ("$marked_by_model", relation.MarkedByModel), ("$session_id", relation.SessionId),
             ("$created_at", relation.CreatedAt ?? ""), ("$updated_at", relation.UpdatedAt ?? ""));
+        // Placed before a hard delete of an end (known here by its tombstone's floor, or still to be placed when the
+        // delete is this device's own unsent one), it is orphaned, as the devices that had it when the delete came.
+        sql.Execute("""
+            UPDATE memory_relations SET judgment_status = 'orphaned'
+            WHERE sync_id = $sync_id AND EXISTS (
+                SELECT 1 FROM sync_delete_tombstones t
+                LEFT JOIN sync_delete_tombstone_remote_floors f
+                    ON f.target_key = $target AND f.entity = t.entity AND f.entity_key = t.entity_key
+                WHERE t.entity = 'observation' AND t.entity_key IN ($source_id, $target_id) AND t.hard_delete = 1
+                  AND (f.last_mutation_seq > $seq OR (f.last_mutation_seq IS NULL AND t.active = 1)))
+            """, ("$sync_id", relation.SyncId), ("$target", EngramRules.TargetKey(mutation.Project)), ("$source_id", relation.SourceId),
+            ("$target_id", relation.TargetId), ("$seq", mutation.CloudSeq));
         return ApplyResult.Success;
     }
+
+    /// <summary>
+    /// Orphans the relations touching observation <paramref name="syncId"/>, which a hard delete placed at
+    /// <paramref name="cloudSeq"/> removes, as Engram's own hard delete does; but not one this device edited itself
+    /// after it or has not had placed yet (rule 7). Also when this device keeps the observation (its own later edit
+    /// wins): the relations placed before the delete are orphaned on every device alike.
+    /// </summary>
+    public void OrphanTouching(string project, string syncId, long cloudSeq) =>
+        sql.Execute("""
+            UPDATE memory_relations SET judgment_status = 'orphaned', updated_at = datetime('now')
+            WHERE (source_id = $sync_id OR target_id = $sync_id) AND judgment_status <> 'orphaned'
+              AND NOT EXISTS (
+                SELECT 1 FROM sync_mutations m
+                LEFT JOIN sync_seq_mapping s ON s.target_key = $target AND s.local_seq = m.seq
+                WHERE m.seq = (SELECT MAX(seq) FROM sync_mutations INDEXED BY idx_sync_mutations_lookup
+                               WHERE target_key = 'cloud' AND entity = 'relation' AND entity_key = memory_relations.sync_id
+                                 AND disposition = 'pending')
+                  AND (m.acked_at IS NULL OR s.cloud_seq > $seq))
+            """, ("$sync_id", syncId), ("$target", EngramRules.TargetKey(project)), ("$seq", cloudSeq));
 
     /// <summary>
     /// Upstream's endpoint check: both observations by sync_id, in any state, in the mutation's project (else the

@@ -152,15 +152,23 @@ public sealed class PageApplier(EngramDatabase database, DeviceIdentity identity
             {
                 return false;
             }
-            var outcome = OwnEditIsLater(row.Entity, row.EntityKey, row.CloudSeq)
-                ? "superseded"
-                : _applier.Apply(new PulledMutation(_target.Project, row.CloudSeq, row.Entity, row.Op, row.EntityKey, row.Payload)).Outcome switch
+            var mutation = new PulledMutation(_target.Project, row.CloudSeq, row.Entity, row.Op, row.EntityKey, row.Payload);
+            string outcome;
+            if (OwnEditIsLater(row.Entity, row.EntityKey, row.CloudSeq))
+            {
+                _applier.Superseded(mutation);
+                outcome = "superseded";
+            }
+            else
+            {
+                outcome = _applier.Apply(mutation).Outcome switch
                 {
                     ApplyOutcome.Applied => "applied",
                     ApplyOutcome.Skipped => "skipped",
                     ApplyOutcome.Deferred => "deferred",
                     _ => "dead",
                 };
+            }
             _record.Bind(("$cloud", row.CloudSeq), ("$origin", row.DeviceId), ("$originSeq", row.LocalSeq), ("$entity", row.Entity),
                 ("$key", row.EntityKey), ("$op", row.Op), ("$outcome", outcome)).ExecuteNonQuery();
             if (outcome == "applied" && row.Entity is "session" or "observation")

@@ -246,13 +246,24 @@ public static class InvariantChecker
                 fold[key] = state;
             }
         }
-        // A relation with a deleted end is not a live memory (Engram orphans it where an end is hard-deleted).
+        // A relation is not a live memory when an end is deleted now, nor when a hard delete of an end was placed after
+        // the relation's last mutation: that delete orphaned it, and an end brought back later does not undo that.
         var gone = last.Where(l => l.Key.Item1 == "observation" && l.Value.Op == "delete").Select(l => l.Key.Item2).ToHashSet();
+        var lastHardDelete = new Dictionary<string, long>();
+        foreach (var row in log.Rows.Where(r => r is { Entity: "observation", Op: "delete" }))
+        {
+            using var payload = JsonDocument.Parse(row.Payload);
+            if (payload.RootElement.ValueKind == JsonValueKind.Object && payload.RootElement.TryGetProperty("hard_delete", out var hard)
+                && hard.ValueKind == JsonValueKind.True)
+            {
+                lastHardDelete[row.EntityKey] = row.CloudSeq;
+            }
+        }
         foreach (var (key, row) in last.Where(l => l.Key.Item1 == "relation"))
         {
             using var payload = JsonDocument.Parse(row.Payload);
-            if (Text(payload.RootElement, "source_id") is { } source && gone.Contains(source)
-                || Text(payload.RootElement, "target_id") is { } target && gone.Contains(target))
+            string?[] ends = [Text(payload.RootElement, "source_id"), Text(payload.RootElement, "target_id")];
+            if (ends.Any(end => end is not null && (gone.Contains(end) || lastHardDelete.GetValueOrDefault(end) > row.CloudSeq)))
             {
                 fold.Remove(key);
             }
