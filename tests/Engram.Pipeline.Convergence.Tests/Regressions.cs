@@ -131,6 +131,158 @@ public sealed class When_another_device_commits_between_a_pull_and_a_push
     }
 }
 
+public sealed class When_a_push_is_retried
+{
+    [Fact]
+    public async Task The_same_batch_delivered_twice_makes_no_second_cloud_row()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        world.Observe(0, "s-a", "Twice", "sent once, delivered twice");
+        await world.PushAsync(0, 100);
+        world.Network.Add(world.Network[0]);                 // the broker redelivers the batch
+
+        await world.DeliverAsync(0);
+        await world.DeliverAsync(0);
+        var answers = world.Network.Cast<SyncWorld.Reply>().Select(r => Assert.IsType<PushAccepted>(r.Answer)).ToList();
+        await world.DeliverAllAsync();
+
+        Assert.Equal(2, await world.HeadAsync());
+        Assert.Equal(2, answers.Count);
+        Assert.Equal(answers[0].Mappings.Select(m => (m.LocalSeq, m.CloudSeq)), answers[1].Mappings.Select(m => (m.LocalSeq, m.CloudSeq)));
+        Assert.Equal(new Dictionary<long, long> { [1] = 1, [2] = 2 }, await world.Devices[0].MappingsAsync());
+        Assert.Equal(0, await world.Devices[0].PendingAsync());
+        await world.AssertConvergedAsync();
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_lost_answer_and_the_batch_sent_again_make_no_second_cloud_row(bool restart)
+    {
+        await using var world = new SyncWorld(devices: 2);
+        world.Observe(0, "s-a", "Again", "the answer to this one is lost");
+        await world.PushAsync(0, 100);
+        await world.DeliverAsync(0);                         // committed
+        world.Network.Clear();                               // the answer is lost
+        Assert.Equal(2, await world.Devices[0].PendingAsync());
+
+        if (restart)
+        {
+            world.Restart(0);
+        }
+        else
+        {
+            world.Devices[0].LastSent = null;                // the publisher's resend timeout
+        }
+        await world.PushAllAsync(0);
+
+        Assert.Equal(2, await world.HeadAsync());
+        Assert.Equal(new Dictionary<long, long> { [1] = 1, [2] = 2 }, await world.Devices[0].MappingsAsync());
+        Assert.Equal(0, await world.Devices[0].PendingAsync());
+        await world.AssertConvergedAsync();
+    }
+}
+
+public sealed class When_a_batch_holds_a_corrupt_journal_row
+{
+    [Fact]
+    public async Task The_row_is_quarantined_with_its_reason_the_rest_lands_and_the_next_rows_keep_flowing_issue_459()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        var device = world.Devices[0];
+        var first = world.Observe(0, "s-a", "Before", "saved before the corrupt row: aardvark");
+        // Another program (or a damaged file) leaves a journal row whose payload is not JSON.
+        await device.ExecuteAsync("""
+            INSERT INTO sync_mutations (target_key, entity, entity_key, op, payload, source, project)
+            VALUES ('cloud', 'observation', 'obs-00000000deadbeef', 'upsert', '{"sync_id":"obs-00000000deadbeef","title":', 'local', $project)
+            """, ("$project", Sync.Project));
+        var corrupt = (long)(await device.ScalarAsync("SELECT MAX(seq) FROM sync_mutations"))!;
+        var second = world.Engram(0).AddObservation("s-a", "decision", "After", "saved after the corrupt row: bandicoot", Sync.Project).SyncId;
+
+        await world.PushAsync(0, 100);                       // one batch of four rows
+        Assert.Single(world.Network);
+        await world.DeliverAllAsync();
+
+        Assert.Equal(3, await world.HeadAsync());
+        Assert.Equal((false, "quarantined", RejectionReasons.PayloadNotJson), await device.JournalRowAsync(corrupt));
+        Assert.Equal(RejectionReasons.PayloadNotJson,
+            await device.ScalarAsync("SELECT reason FROM pipeline_rejections WHERE local_seq = $seq", ("$seq", corrupt)));
+        Assert.Equal(0, await device.PendingAsync());
+
+        var third = world.Engram(0).AddObservation("s-a", "decision", "Later", "saved once the row was rejected: capybara", Sync.Project).SyncId;
+        await world.PushAllAsync(0);
+        Assert.Equal(4, await world.HeadAsync());
+        var status = (await DeviceStatus.ReadAsync(device.Path, null, CancellationToken.None)).Single();
+        Assert.Equal(new Dictionary<string, long> { [RejectionReasons.PayloadNotJson] = 1 }, status.RejectedByReason);
+        Assert.Equal((0, 1, 4), (status.Counts.Pending, status.Counts.Rejected, status.Counts.Acked));
+
+        await world.AssertConvergedAsync();
+        Assert.Equal([first], await world.Devices[1].SearchAsync("aardvark"));
+        Assert.Equal([second], await world.Devices[1].SearchAsync("bandicoot"));
+        Assert.Equal([third], await world.Devices[1].SearchAsync("capybara"));
+    }
+}
+
+public sealed class When_engram_withdraws_a_pending_session_upsert
+{
+    [Fact]
+    public async Task A_row_withdrawn_while_in_flight_keeps_its_mapping_and_leaves_no_hole_in_the_chain()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        world.Observe(0, "s-a", "Session", "an observation of a session that ends: wombat");   // seqs 1, 2
+        await world.PushAsync(0, 100);                       // in flight
+        world.Engram(0).EndSession("s-a", "ended while its first upsert was in flight");         // seq 3 replaces seq 1
+        Assert.Null(await world.Devices[0].JournalRowAsync(1));
+
+        await world.DeliverAllAsync();
+        await world.PushAllAsync(0);
+
+        Assert.Equal(3, await world.HeadAsync());
+        Assert.Equal(new Dictionary<long, long> { [1] = 1, [2] = 2, [3] = 3 }, await world.Devices[0].MappingsAsync());
+        Assert.Equal(0, await world.Devices[0].PendingAsync());
+        await world.AssertConvergedAsync();
+        Assert.Equal("ended while its first upsert was in flight",
+            await world.Devices[1].ScalarAsync("SELECT summary FROM sessions WHERE id = 's-a'"));
+    }
+
+    [Fact]
+    public async Task A_row_withdrawn_before_it_was_sent_leaves_no_hole_and_the_session_still_arrives()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        world.Observe(0, "s-a", "Session", "an observation of a session that ends: wombat");   // seqs 1, 2
+        world.Engram(0).EndSession("s-a", "ended before anything was sent");                   // seq 3 replaces seq 1
+
+        await world.PushAsync(0, 100);
+        var batch = Assert.IsType<SyncWorld.ToCloud>(Assert.Single(world.Network)).Push;
+        await world.DeliverAllAsync();
+
+        Assert.Equal(0, batch.PreviousLocalSeq);
+        Assert.Equal([2, 3], batch.Mutations.Select(m => m.LocalSeq));
+        Assert.Equal(2, await world.HeadAsync());
+        await world.AssertConvergedAsync();
+        Assert.Equal("ended before anything was sent", await world.Devices[1].ScalarAsync("SELECT summary FROM sessions WHERE id = 's-a'"));
+        Assert.Single(await world.Devices[1].SearchAsync("wombat"));
+    }
+
+    [Fact]
+    public async Task A_row_withdrawn_after_its_batch_was_lost_is_not_sent_again_and_leaves_no_hole()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        world.Observe(0, "s-a", "Session", "an observation of a session that ends: wombat");   // seqs 1, 2
+        await world.PushAsync(0, 100);
+        world.Network.Clear();                               // the batch is lost
+        world.Engram(0).EndSession("s-a", "ended after its batch was lost");                   // seq 3 replaces seq 1
+
+        world.Devices[0].LastSent = null;                    // the publisher's resend timeout
+        await world.PushAllAsync(0);
+
+        Assert.Equal(2, await world.HeadAsync());
+        Assert.Equal(new Dictionary<long, long> { [2] = 1, [3] = 2 }, await world.Devices[0].MappingsAsync());
+        await world.AssertConvergedAsync();
+        Assert.Equal("ended after its batch was lost", await world.Devices[1].ScalarAsync("SELECT summary FROM sessions WHERE id = 's-a'"));
+    }
+}
+
 public sealed class When_a_delete_races_an_edit_across_two_devices
 {
     [Theory]
