@@ -283,6 +283,72 @@ public sealed class When_engram_withdraws_a_pending_session_upsert
     }
 }
 
+public sealed class When_a_child_arrives_before_its_parent
+{
+    [Theory]
+    [InlineData(100)]
+    [InlineData(2)]
+    public async Task An_observation_and_a_prompt_wait_for_their_session_and_apply_when_it_arrives(int pageSize)
+    {
+        await using var world = new SyncWorld(devices: 2);
+        var observation = world.Observe(0, "s-a", "Parent last", "an observation about a platypus");   // seqs 1, 2
+        var prompt = world.Engram(0).AddPrompt("s-a", "how do numbats sleep?", Sync.Project).SyncId;  // seq 3
+        world.Engram(0).EndSession("s-a", "the session upsert is journaled last");                   // seq 4 replaces seq 1
+        await world.PushAllAsync(0);                         // cloud: observation 1, prompt 2, session 3
+        var receiver = world.Devices[1];
+
+        await world.PullNowAsync(1, pageSize);
+
+        if (pageSize == 2)
+        {
+            // The parent is in the next page: the children wait, and the cursor moves past them.
+            Assert.Equal(2, await receiver.CursorAsync());
+            Assert.Null(await receiver.ObservationAsync(observation));
+            Assert.Equal(2, await receiver.CountAsync("SELECT COUNT(*) FROM sync_apply_deferred WHERE apply_status = 'deferred'"));
+            await world.PullNowAsync(1, pageSize);
+        }
+
+        Assert.Equal(3, await receiver.CursorAsync());
+        Assert.Equal(0, await receiver.CountAsync("SELECT COUNT(*) FROM sync_apply_deferred"));
+        Assert.Equal(["applied", "applied", "applied"],
+            await receiver.RowsAsync("SELECT outcome FROM pipeline_applied ORDER BY cloud_seq", r => r.GetString(0)));
+        Assert.Equal([observation], await receiver.SearchAsync("platypus"));
+        Assert.Equal([prompt], await receiver.SearchPromptsAsync("numbats"));
+        await world.AssertConvergedAsync();
+    }
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(3)]
+    public async Task A_relation_waits_for_its_endpoints_and_applies_when_they_arrive(int pageSize)
+    {
+        await using var world = new SyncWorld(devices: 2);
+        var engram = world.Engram(0);
+        var source = world.Observe(0, "s-a", "New rule", "the newer rule about echidnas");            // seqs 1, 2
+        var target = engram.AddObservation("s-a", "decision", "Old rule", "the older rule", Sync.Project).SyncId;   // seq 3
+        var relation = engram.JudgeRelation(source, target, "supersedes", "newer", 0.9).SyncId;      // seq 4
+        engram.EndSession("s-a", "ended");                                                          // seq 5 replaces seq 1
+        await world.PushAllAsync(0);                         // cloud: source 1, target 2, relation 3, session 4
+        var receiver = world.Devices[1];
+
+        await world.PullNowAsync(1, pageSize);
+
+        if (pageSize == 3)
+        {
+            // Both ends wait for their session, and the relation for its ends.
+            Assert.Equal(0, await receiver.CountAsync("SELECT COUNT(*) FROM memory_relations"));
+            Assert.Equal(3, await receiver.CountAsync("SELECT COUNT(*) FROM sync_apply_deferred WHERE apply_status = 'deferred'"));
+            await world.PullNowAsync(1, pageSize);
+        }
+
+        Assert.Equal(0, await receiver.CountAsync("SELECT COUNT(*) FROM sync_apply_deferred"));
+        Assert.Equal("supersedes judged",
+            await receiver.ScalarAsync("SELECT relation || ' ' || judgment_status FROM memory_relations WHERE sync_id = $id", ("$id", relation)));
+        Assert.Equal([source], await receiver.SearchAsync("echidnas"));
+        await world.AssertConvergedAsync();
+    }
+}
+
 public sealed class When_a_delete_races_an_edit_across_two_devices
 {
     [Theory]
@@ -330,6 +396,27 @@ public sealed class When_a_delete_races_an_edit_across_two_devices
         Assert.All(await world.ObservationEverywhereAsync(x), Assert.Null);
         Assert.All(await world.SearchEverywhereAsync("tapir"), Assert.Empty);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_upsert_waiting_for_its_session_is_not_replayed_over_a_later_delete(bool hard)
+    {
+        await using var world = new SyncWorld(devices: 2);
+        var x = world.Observe(0, "s-a", "Waiting", "deleted before its session arrives: a quoll");   // seqs 1, 2
+        world.Engram(0).DeleteObservation(x, hard);                                                 // seq 3
+        world.Engram(0).EndSession("s-a", "ended last");                                            // seq 4 replaces seq 1
+        await world.PushAllAsync(0);                         // cloud: upsert 1, delete 2, session 3
+
+        await world.PullNowAsync(1, 2);                      // the upsert waits for its session; the delete follows it
+        await world.PullNowAsync(1);                         // the session arrives
+
+        Assert.Null(await world.Devices[1].ObservationAsync(x));
+        Assert.Empty(await world.Devices[1].SearchAsync("quoll"));
+        Assert.Equal(0, await world.Devices[1].CountAsync("SELECT COUNT(*) FROM sync_apply_deferred"));
+        await world.AssertConvergedAsync();
+        Assert.Equal(hard ? 0 : 1, await world.Devices[1].ObservationRowsAsync(x));
+    }
 }
 
 public sealed class When_the_cloud_rejects_an_edit_its_device_already_made
@@ -360,5 +447,23 @@ public sealed class When_the_cloud_rejects_an_edit_its_device_already_made
         Assert.Equal("Shared: accepted everywhere: an armadillo", await world.Devices[2].ObservationAsync(x));
         Assert.Empty(await world.Devices[1].SearchAsync("gecko"));
         Assert.Empty(await world.Devices[2].SearchAsync("gecko"));
+    }
+
+    [Fact]
+    public async Task A_later_edit_from_another_device_still_reaches_it()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        var x = world.Observe(1, "s-b", "Shared", "accepted everywhere: an armadillo");
+        await world.PushAllAsync(1);
+        await world.PullNowAsync(0);
+        world.Engram(0).UpdateObservation(x, null, "a pasted gecko \0 and binary");
+        await world.PushAllAsync(0);                         // rejected
+
+        world.Engram(1).UpdateObservation(x, null, "a later edit about a bilby");
+        await world.PushAllAsync(1);
+
+        await world.AssertConvergedAsync();
+        Assert.All(await world.ObservationEverywhereAsync(x), o => Assert.Equal("Shared: a later edit about a bilby", o));
+        Assert.All(await world.SearchEverywhereAsync("gecko"), Assert.Empty);
     }
 }
