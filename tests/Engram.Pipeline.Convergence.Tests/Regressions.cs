@@ -417,6 +417,31 @@ public sealed class When_a_delete_races_an_edit_across_two_devices
         await world.AssertConvergedAsync();
         Assert.Equal(hard ? 0 : 1, await world.Devices[1].ObservationRowsAsync(x));
     }
+
+    [Fact]
+    public async Task An_edit_that_brings_back_a_hard_deleted_observation_leaves_its_relations_orphaned_on_every_device()
+    {
+        await using var world = new SyncWorld(devices: 3);
+        var source = world.Observe(0, "s-a", "Source", "the source");
+        var target = world.Engram(0).AddObservation("s-a", "decision", "Target", "the target", Sync.Project).SyncId;
+        var relation = world.Engram(0).JudgeRelation(source, target, "related", "why", 0.8).SyncId;
+        await world.PushAllAsync(0);
+        await world.PullNowAsync(1);
+        world.Engram(0).DeleteObservation(source, hard: true);                  // Engram orphans the relation here
+        world.Engram(1).UpdateObservation(source, null, "the source, edited");  // placed after the delete: it wins
+
+        await world.PushAllAsync(0);
+        await world.PushAllAsync(1);
+        await world.QuiesceAsync();
+
+        // The observation lives everywhere; the relation, placed before the delete, is orphaned everywhere (the
+        // deleting device cannot know its status from before, so no device keeps it), including on the editing device.
+        Assert.All(await world.ObservationEverywhereAsync(source), o => Assert.Equal("Source: the source, edited", o));
+        Assert.All(await Task.WhenAll(world.Devices.Select(d => d.ScalarAsync(
+                "SELECT judgment_status FROM memory_relations WHERE sync_id = $id", ("$id", relation)))),
+            status => Assert.Equal("orphaned", status));
+        await world.AssertConvergedAsync();
+    }
 }
 
 public sealed class When_the_cloud_rejects_an_edit_its_device_already_made
