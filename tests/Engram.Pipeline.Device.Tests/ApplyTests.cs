@@ -62,8 +62,9 @@ public sealed class When_another_devices_observation_is_pulled
         Assert.Equal("s1|team|2026-10-10 08:00:00.123456789|1|1", engram.Text(
             "SELECT session_id || '|' || project || '|' || deleted_at || '|' || hard_delete || '|' || active FROM sync_delete_tombstones"));
         Assert.Equal(10, engram.Count("SELECT last_mutation_seq FROM sync_delete_tombstone_remote_floors WHERE target_key = 'cloud:team'"));
-        // That column is upstream's own cloud's seq space, not the pipeline's.
-        Assert.Equal(0, engram.Count("SELECT COUNT(*) FROM sync_delete_tombstones WHERE last_remote_mutation_seq IS NOT NULL"));
+        // Raised as upstream's own pull raises it: without it, upstream's enrollment backfill would take the active
+        // tombstone for a local delete still to send and journal this device's copy of the delete as its own.
+        Assert.Equal(10, engram.Count("SELECT last_remote_mutation_seq FROM sync_delete_tombstones"));
         engram.AssertConsistent();
     }
 
@@ -122,8 +123,10 @@ public sealed class When_a_session_is_pulled_again
     }
 
     [Fact]
-    public void A_stored_directory_is_kept_and_a_blank_one_is_filled()
+    public void A_non_blank_directory_replaces_the_stored_one_and_a_blank_one_keeps_it()
     {
+        // Not upstream's merge, which keeps a stored directory: a device's own later upsert (which rule 7 keeps) carries
+        // its own directory, so keeping the stored one would leave devices different. The last in cloud order wins.
         using var engram = new TestEngram();
         engram.Execute("""
             INSERT INTO sessions (id, project, directory) VALUES ('s1', 'team', '/home/a/team'), ('s2', 'team', ' ' || char(9) || char(12288))
@@ -131,12 +134,13 @@ public sealed class When_a_session_is_pulled_again
 
         engram.Pull(1, "session", "upsert", "s1", Payload.Session("s1", directory: "/home/b/team"));
         engram.Pull(2, "session", "upsert", "s2", Payload.Session("s2", directory: "/home/b/team"));
+        engram.Pull(3, "session", "upsert", "s1", Payload.Session("s1", directory: " " + (char)9));
 
-        Assert.Equal("s1 /home/a/team, s2 /home/b/team", engram.Text("SELECT group_concat(id || ' ' || directory, ', ') FROM sessions ORDER BY id"));
+        Assert.Equal("s1 /home/b/team, s2 /home/b/team", engram.Text("SELECT group_concat(id || ' ' || directory, ', ') FROM sessions ORDER BY id"));
     }
 
     [Fact]
-    public void A_blank_or_absent_started_at_keeps_the_stored_one_and_absent_fields_keep_theirs()
+    public void A_blank_or_absent_started_at_keeps_the_stored_one_and_ended_at_and_summary_are_the_payloads()
     {
         using var engram = new TestEngram();
         engram.Execute("""
@@ -147,8 +151,10 @@ public sealed class When_a_session_is_pulled_again
         engram.Pull(1, "session", "upsert", "s1", Payload.Json(("id", "s1"), ("project", "team"), ("directory", "/a")));
         engram.Pull(2, "session", "upsert", "s1", Payload.Json(("id", "s1"), ("project", "team"), ("directory", "/a"), ("started_at", " ")));
 
-        Assert.Equal("2026-01-01 00:00:00.000000000|2026-01-01 01:00:00|kept",
-            engram.Text("SELECT started_at || '|' || ended_at || '|' || summary FROM sessions"));
+        // Engram journals a session from its whole row, so absent ended_at and summary are NULL there too (upstream's merge
+        // would keep the stored ones, and devices that applied different upserts would disagree).
+        Assert.Equal("2026-01-01 00:00:00.000000000|∅|∅",
+            engram.Text("SELECT started_at || '|' || ifnull(ended_at, '∅') || '|' || ifnull(summary, '∅') FROM sessions"));
 
         engram.Pull(3, "session", "upsert", "s1", Payload.Json(("id", "s1"), ("project", "team"), ("directory", "/a"),
             ("started_at", "2026-02-02 00:00:00"), ("summary", "")));
@@ -200,8 +206,9 @@ public sealed class When_an_observation_arrives_before_its_session
                     || '|' || reason_code || '|' || apply_status || '|' || retry_count || '|' || first_seen_at
                 FROM sync_apply_deferred
                 """));
+        // Tried only once its session is here: a replay before that is no failure.
         Assert.Equal(0, engram.Replay());
-        Assert.Equal(1, engram.Count("SELECT retry_count FROM sync_apply_deferred"));
+        Assert.Equal(0, engram.Count("SELECT retry_count FROM sync_apply_deferred"));
 
         engram.Pull(6, "session", "upsert", "s1", Payload.Session("s1"));
         var applied = engram.Replay();
@@ -259,22 +266,26 @@ public sealed class When_an_observation_arrives_before_its_session
     }
 
     [Fact]
-    public void It_becomes_dead_at_the_fifth_failed_replay()
+    public void One_that_still_cannot_apply_when_its_parents_are_here_becomes_dead_at_the_fifth_failed_replay()
     {
-        using var engram = new TestEngram();
-        engram.Pull(5, "observation", "upsert", "obs-1", Payload.Observation("obs-1", "s1", "orphan"));
+        // Both ends are here, but one is another project's: each replay is a real refusal.
+        using var engram = TestEngram.WithObservation("obs-a", "source side");
+        engram.Execute("""
+            INSERT INTO sessions (id, project, directory) VALUES ('s9', 'other', '/o');
+            INSERT INTO observations (sync_id, session_id, type, title, content, project) VALUES ('obs-b', 's9', 'note', 't', 'c', 'other');
+            """);
+        engram.Pull(5, "relation", "upsert", "rel-1", Payload.Relation("rel-1", "obs-a", "obs-b", "supersedes", "2026-10-01 00:00:00"));
 
         for (var replay = 0; replay < 4; replay++)
         {
-            engram.Replay();
+            engram.Replay(limit: 1);
         }
         Assert.Equal("deferred|4", engram.Text("SELECT apply_status || '|' || retry_count FROM sync_apply_deferred"));
-        engram.Replay();
+        engram.Replay(limit: 1);
 
         Assert.Equal("dead|5", engram.Text("SELECT apply_status || '|' || retry_count FROM sync_apply_deferred"));
-        Assert.Contains("session s1", engram.Text("SELECT last_error FROM sync_apply_deferred"));
+        Assert.Contains("another project", engram.Text("SELECT last_error FROM sync_apply_deferred"));
         Assert.Equal("dead", engram.Outcome(5));
-        engram.Pull(6, "session", "upsert", "s1", Payload.Session("s1"));
         Assert.Equal(0, engram.Replay());
     }
 }
