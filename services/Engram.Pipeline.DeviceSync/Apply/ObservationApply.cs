@@ -14,13 +14,7 @@ internal sealed class ObservationApply(Statements sql, TimeProvider clock)
         {
             return ApplyResult.Kill(ReasonCodes.Undecodable, error);
         }
-        var key = mutation.EntityKey.Trim();
-        var syncId = (payload.SyncId ?? "").Trim();
-        if (syncId.Length == 0)
-        {
-            syncId = key;
-        }
-        if (key.Length == 0 || syncId != key)
+        if (mutation.SyncId(payload.SyncId) is not { } key)
         {
             return ApplyResult.Kill(ReasonCodes.ObservationIdentity, $"observation payload sync_id '{payload.SyncId}' does not match entity key '{mutation.EntityKey}'");
         }

@@ -12,19 +12,13 @@ internal sealed class PromptApply(Statements sql, TimeProvider clock)
             return ApplyResult.Kill(ReasonCodes.Undecodable, error);
         }
         // Upstream checks no identity for prompts; the pipeline holds them to the rule of the other entities.
-        var key = mutation.EntityKey.Trim();
-        var syncId = (payload.SyncId ?? "").Trim();
-        if (syncId.Length == 0)
-        {
-            syncId = key;
-        }
-        if (key.Length == 0 || syncId != key)
+        if (mutation.SyncId(payload.SyncId) is not { } key)
         {
             return ApplyResult.Kill(ReasonCodes.PromptIdentity, $"prompt payload sync_id '{payload.SyncId}' does not match entity key '{mutation.EntityKey}'");
         }
         return mutation.Op == EngramRules.Delete || payload.Deleted == true || payload.HardDelete == true
-            ? Delete(syncId, payload)
-            : Upsert(syncId, payload);
+            ? Delete(key, payload)
+            : Upsert(key, payload);
     }
 
     private ApplyResult Upsert(string syncId, PromptPayload payload)

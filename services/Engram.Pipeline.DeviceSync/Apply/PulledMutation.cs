@@ -1,7 +1,19 @@
 namespace Engram.Pipeline.DeviceSync.Apply;
 
 /// <summary>Another device's mutation, as a page of the cloud log brings it. Project = the target (an Engram project).</summary>
-public sealed record PulledMutation(string Project, long CloudSeq, string Entity, string Op, string EntityKey, string Payload);
+public sealed record PulledMutation(string Project, long CloudSeq, string Entity, string Op, string EntityKey, string Payload)
+{
+    /// <summary>
+    /// The entity's sync id: the entity key, which the payload's <paramref name="payloadSyncId"/> must match when it has
+    /// one; null when they differ or the key is blank.
+    /// </summary>
+    internal string? SyncId(string? payloadSyncId)
+    {
+        var key = EntityKey.Trim();
+        var syncId = (payloadSyncId ?? "").Trim();
+        return key.Length > 0 && (syncId.Length == 0 || syncId == key) ? key : null;
+    }
+}
 
 /// <summary>What became of a pulled mutation.</summary>
 public enum ApplyOutcome
