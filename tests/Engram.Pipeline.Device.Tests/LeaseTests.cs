@@ -38,6 +38,7 @@ public sealed class When_the_device_asks_for_engrams_sync_lease : IDisposable
     [InlineData(Autosync, "2026-09-03T05:06:18Z")]
     [InlineData(Autosync, "2026-09-03 05:10:00")]
     [InlineData(Autosync, "not a time")]
+    [InlineData(Autosync, "2999-09-03T05:06:30.1234567891Z")]
     [InlineData(Autosync, null)]
     [InlineData("", "2026-09-03T05:10:00Z")]
     [InlineData(null, "2026-09-03T05:10:00Z")]
@@ -54,6 +55,9 @@ public sealed class When_the_device_asks_for_engrams_sync_lease : IDisposable
     [InlineData("2026-09-03T05:06:30Z")]
     [InlineData("2026-09-03T07:06:30+02:00")]
     [InlineData("2026-09-03T05:06:18.5Z")]
+    // Go's RFC 3339 reads up to nine fraction digits; .NET's format strings only seven.
+    [InlineData("2999-09-03T05:06:30.123456789Z")]
+    [InlineData("2026-09-03T07:06:30.12345678+02:00")]
     public void Another_owners_lease_running_into_the_future_is_not_taken(string until)
     {
         SetLease(Autosync, until);

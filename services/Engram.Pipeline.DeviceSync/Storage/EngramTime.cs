@@ -30,10 +30,15 @@ public static class EngramTime
     /// <summary>Round-trip ISO 8601, for the pipeline's own columns.</summary>
     public static string Iso(DateTimeOffset value) => value.ToUniversalTime().ToString("O", CultureInfo.InvariantCulture);
 
-    /// <summary>Reads RFC 3339 (what Go's <c>time.RFC3339</c> accepts: a <c>T</c>, seconds, an optional fraction, and <c>Z</c> or an offset); null otherwise.</summary>
+    /// <summary>
+    /// Reads RFC 3339 (what Go's <c>time.RFC3339</c> accepts: a <c>T</c>, seconds, a fraction of up to nine digits, and
+    /// <c>Z</c> or an offset); null otherwise.
+    /// </summary>
     public static DateTimeOffset? ParseRfc3339(string? text) =>
-        text is not null && DateTimeOffset.TryParseExact(text, ["yyyy-MM-dd'T'HH:mm:ssK", "yyyy-MM-dd'T'HH:mm:ss.FFFFFFFK"],
-            CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal, out var value) && (text.EndsWith('Z') || text.Contains('+') || text.LastIndexOf('-') > 10)
+        text is not null && TruncateFraction(text, maxDigits: 9) is { } readable
+            && DateTimeOffset.TryParseExact(readable, ["yyyy-MM-dd'T'HH:mm:ssK", "yyyy-MM-dd'T'HH:mm:ss.FFFFFFFK"],
+                CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal, out var value)
+            && (text.EndsWith('Z') || text.Contains('+') || text.LastIndexOf('-') > 10)
             ? value
             : null;
 
@@ -44,26 +49,32 @@ public static class EngramTime
         {
             return null;
         }
-        // Go writes nine fraction digits; .NET reads seven.
-        var trimmed = text.Trim();
-        var point = trimmed.IndexOf('.', StringComparison.Ordinal);
-        if (point > 0)
-        {
-            var end = point + 1;
-            while (end < trimmed.Length && char.IsAsciiDigit(trimmed[end]))
-            {
-                end++;
-            }
-            if (end - point - 1 > 7)
-            {
-                trimmed = trimmed[..(point + 8)] + trimmed[end..];
-            }
-        }
+        var trimmed = TruncateFraction(text.Trim(), maxDigits: int.MaxValue)!;
         return DateTimeOffset.TryParseExact(trimmed, Readable, CultureInfo.InvariantCulture,
             DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out var value)
             ? value
             : DateTimeOffset.TryParse(trimmed, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal | DateTimeStyles.AdjustToUniversal, out value)
                 ? value
                 : null;
+    }
+
+    /// <summary>
+    /// Cuts a fraction of seconds to the seven digits .NET reads (Go writes nine); null when it has more than
+    /// <paramref name="maxDigits"/>.
+    /// </summary>
+    private static string? TruncateFraction(string text, int maxDigits)
+    {
+        var point = text.IndexOf('.', StringComparison.Ordinal);
+        if (point < 0)
+        {
+            return text;
+        }
+        var end = point + 1;
+        while (end < text.Length && char.IsAsciiDigit(text[end]))
+        {
+            end++;
+        }
+        var digits = end - point - 1;
+        return digits > maxDigits ? null : digits > 7 ? text[..(point + 8)] + text[end..] : text;
     }
 }
