@@ -269,3 +269,82 @@ public sealed class When_the_cloud_answers_a_push
             "SELECT lifecycle, consecutive_failures, reason_code FROM sync_state WHERE target_key = 'cloud:team'").Single());
     }
 }
+
+public sealed class When_a_pull_follows_a_refused_push
+{
+    private const string ProjectState = """
+        SELECT lifecycle, consecutive_failures, reason_code, reason_message, last_success_at IS NOT NULL FROM sync_state WHERE target_key = 'cloud:team'
+        """;
+
+    private static MutationsPage Page(long head, params CloudMutation[] rows) => new()
+    {
+        TargetKey = TestDevice.Project,
+        Mutations = rows,
+        ThroughSeq = rows.Length == 0 ? 0 : rows[^1].CloudSeq,
+        Head = head,
+    };
+
+    [Fact]
+    public async Task The_refusal_stays_while_the_pull_moves_the_cursor_and_acks_own_rows()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(2);
+        var pages = new PageApplier(device.Database, device.Identity, TimeProvider.System);
+        await device.Cursor.RecordRefusalAsync(new PushRejected
+        {
+            TargetKey = TestDevice.Project, DeviceId = "device-a", Reason = RejectionReasons.NotAuthorised, Detail = "no push to team",
+        }, CancellationToken.None);
+        const string Refused = "degraded|1|policy_forbidden|not-authorised: no push to team|0";
+        Assert.Equal(Refused, device.Rows(ProjectState).Single());
+
+        // A page with nothing new still records the head.
+        await pages.ApplyAsync(TestDevice.Team, Page(head: 2), CancellationToken.None);
+
+        Assert.Equal(Refused, device.Rows(ProjectState).Single());
+        Assert.Equal(2, device.Count("SELECT cloud_head FROM pipeline_targets WHERE target_key = 'cloud:team'"));
+
+        // A page bringing back an own row (placed before the refusal) and another device's row.
+        await pages.ApplyAsync(TestDevice.Team, Page(head: 2,
+            new CloudMutation
+            {
+                CloudSeq = 1, DeviceId = "device-a", LocalSeq = seqs[0], Entity = "observation", Op = "upsert", EntityKey = "ignored",
+                Payload = "{}", OccurredAt = DateTimeOffset.UnixEpoch,
+            },
+            new CloudMutation
+            {
+                CloudSeq = 2, DeviceId = "device-b", LocalSeq = 7, Entity = "session", Op = "upsert", EntityKey = "s-b",
+                Payload = """{"id":"s-b","project":"team","ownership_mode":"shared","directory":"/home/b/team"}""",
+                OccurredAt = DateTimeOffset.UnixEpoch,
+            }), CancellationToken.None);
+
+        Assert.Equal(Refused, device.Rows(ProjectState).Single());
+        Assert.Equal(2, device.Count("SELECT unified_cursor FROM sync_state WHERE target_key = 'cloud:team'"));
+        Assert.Equal([$"{seqs[0]}|1", $"{seqs[1]}|0"], device.Rows("SELECT seq, acked_at IS NOT NULL FROM sync_mutations ORDER BY seq").TakeLast(2));
+        Assert.Equal([$"cloud|pending|{seqs[0]}", $"cloud:team|degraded|{seqs[0]}"], device.Rows(
+            "SELECT target_key, lifecycle, last_acked_seq FROM sync_state WHERE target_key IN ('cloud', 'cloud:team') ORDER BY target_key"));
+
+        // The next answer to a push is what clears it.
+        await device.ApplyAsync(TestDevice.Reply((seqs[1], 3)));
+
+        Assert.Equal("healthy|0|null|null|1", device.Rows(ProjectState).Single());
+    }
+
+    [Fact]
+    public async Task Own_rows_it_brings_back_are_acked_as_a_push_answer_acks_them()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(1);
+
+        await new PageApplier(device.Database, device.Identity, TimeProvider.System).ApplyAsync(TestDevice.Team, Page(head: 1,
+            new CloudMutation
+            {
+                CloudSeq = 1, DeviceId = "device-a", LocalSeq = seqs[0], Entity = "observation", Op = "upsert", EntityKey = "ignored",
+                Payload = "{}", OccurredAt = DateTimeOffset.UnixEpoch,
+            }), CancellationToken.None);
+
+        Assert.Equal([$"cloud|healthy|{seqs[0]}", $"cloud:team|healthy|{seqs[0]}"], device.Rows(
+            "SELECT target_key, lifecycle, last_acked_seq FROM sync_state WHERE target_key IN ('cloud', 'cloud:team') ORDER BY target_key"));
+        Assert.Equal(1, device.Count("SELECT COUNT(*) FROM sync_mutations WHERE acked_at IS NOT NULL AND seq = $seq", ("$seq", seqs[0])));
+        Assert.Equal(1, device.Count("SELECT unified_cursor FROM sync_state WHERE target_key = 'cloud:team'"));
+    }
+}

@@ -95,23 +95,49 @@ public sealed class CursorService(EngramDatabase database, DeviceIdentity identi
     }
 
     /// <summary>
-    /// What every answer moves, as upstream's own ack does: <c>sync_state('cloud')</c> and the project's row
+    /// What every answer to a push moves, as upstream's own ack does: <c>sync_state('cloud')</c> and the project's row
     /// (<c>last_acked_seq</c>, lifecycle <c>pending</c> while rows wait, else <c>healthy</c>, failures cleared, the
     /// success time), the head heard of, and the unified cursor.
     /// </summary>
-    internal static async Task RecordAnsweredAsync(SqliteTransaction transaction, SyncTarget target, long lastAcked, long head, CancellationToken ct)
-    {
-        await using var state = transaction.Command("""
-            INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ($target, 'idle', datetime('now'));
+    internal static Task RecordAnsweredAsync(SqliteTransaction transaction, SyncTarget target, long lastAcked, long head, CancellationToken ct) =>
+        RecordAsync(transaction, target, lastAcked, head, $"""
             UPDATE sync_state SET
                 last_acked_seq = MAX(last_acked_seq, $acked),
-                lifecycle = CASE WHEN EXISTS (
-                    SELECT 1 FROM sync_mutations INDEXED BY idx_sync_mutations_transport
-                    WHERE target_key = 'cloud' AND disposition = 'pending' AND acked_at IS NULL
-                      AND (sync_state.target_key = 'cloud' OR project = $project)) THEN 'pending' ELSE 'healthy' END,
+                lifecycle = CASE WHEN {RowsWaitSql} THEN 'pending' ELSE 'healthy' END,
                 consecutive_failures = 0, backoff_until = NULL, reason_code = NULL, reason_message = NULL, last_error = NULL,
                 last_success_at = datetime('now'), updated_at = datetime('now')
             WHERE target_key IN ('cloud', $target);
+            """, ct);
+
+    /// <summary>
+    /// What a pulled page moves: the head heard of, the unified cursor, and for own rows it brought back and acked,
+    /// <c>last_acked_seq</c> and the lifecycle as upstream's ack moves them. Unlike an answer to a push it clears no
+    /// failure and leaves a <c>degraded</c> row degraded: a pull says nothing about whether this device may push, and
+    /// upstream's own pull runs only after a good push, or preserves the sync state while its push is blocked.
+    /// </summary>
+    internal static Task RecordPulledAsync(SqliteTransaction transaction, SyncTarget target, long lastAcked, long head, CancellationToken ct) =>
+        RecordAsync(transaction, target, lastAcked, head, $"""
+            UPDATE sync_state SET
+                last_acked_seq = MAX(last_acked_seq, $acked),
+                lifecycle = CASE WHEN lifecycle = 'degraded' THEN 'degraded' WHEN {RowsWaitSql} THEN 'pending' ELSE 'healthy' END,
+                updated_at = datetime('now')
+            WHERE target_key IN ('cloud', $target) AND $acked > 0;
+            """, ct);
+
+    /// <summary>Whether journal rows wait to be sent: any for <c>sync_state('cloud')</c>, the project's for its row.</summary>
+    private const string RowsWaitSql = """
+        EXISTS (
+            SELECT 1 FROM sync_mutations INDEXED BY idx_sync_mutations_transport
+            WHERE target_key = 'cloud' AND disposition = 'pending' AND acked_at IS NULL
+              AND (sync_state.target_key = 'cloud' OR project = $project))
+        """;
+
+    private static async Task RecordAsync(
+        SqliteTransaction transaction, SyncTarget target, long lastAcked, long head, string stateSql, CancellationToken ct)
+    {
+        await using var state = transaction.Command("""
+            INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ($target, 'idle', datetime('now'));
+            """ + stateSql + """
             INSERT INTO pipeline_targets (target_key, cloud_head) VALUES ($target, $head)
             ON CONFLICT (target_key) DO UPDATE SET cloud_head = MAX(cloud_head, excluded.cloud_head);
             """ + AdvanceCursorSql, ("$target", target.Key), ("$project", target.Project), ("$acked", lastAcked), ("$head", head));

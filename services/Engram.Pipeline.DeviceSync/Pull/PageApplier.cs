@@ -72,7 +72,7 @@ public sealed class PageApplier(EngramDatabase database, DeviceIdentity identity
             {
                 await move.ExecuteNonQueryAsync(ct);
             }
-            await CursorService.RecordAnsweredAsync(transaction, target, lastOwn, page.Head, ct);
+            await CursorService.RecordPulledAsync(transaction, target, lastOwn, page.Head, ct);
             cursor = await ReadCursorAsync(transaction, target, ct);
             await transaction.CommitAsync(ct);
         }
