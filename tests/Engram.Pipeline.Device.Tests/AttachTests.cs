@@ -46,6 +46,36 @@ public sealed class When_a_device_attaches_to_an_empty_file : IDisposable
     }
 
     [Fact]
+    public void Its_sync_seq_mapping_is_declared_as_pr_339_declares_it_so_that_upstreams_inserts_work()
+    {
+        var database = new EngramDatabase($"Data Source={Path.Combine(_directory.FullName, "engram.db")}");
+        database.Attach("device-a", TimeProvider.System);
+
+        using var connection = database.Open();
+        Assert.Equal(
+        [
+            "local_seq|INTEGER|1|null|2",
+            "cloud_seq|INTEGER|1|null|0",
+            "target_key|TEXT|1|'local'|1",
+            "synced_at|TEXT|1|datetime('now')|0",
+        ], TestDevice.Rows(connection, "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('sync_seq_mapping') ORDER BY cid"));
+
+        // PR #339's inserts name neither synced_at nor, by default, target_key.
+        using (var insert = connection.CreateCommand())
+        {
+            insert.CommandText = """
+                INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq) VALUES ('cloud', 1, 10);
+                INSERT INTO sync_seq_mapping (local_seq, cloud_seq) VALUES (2, 11);
+                """;
+            insert.ExecuteNonQuery();
+        }
+        var rows = TestDevice.Rows(connection, "SELECT target_key, local_seq, cloud_seq, synced_at FROM sync_seq_mapping ORDER BY local_seq");
+        Assert.Collection(rows,
+            row => Assert.Matches(@"^cloud\|1\|10\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", row),
+            row => Assert.Matches(@"^local\|2\|11\|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", row));
+    }
+
+    [Fact]
     public void It_has_upstreams_user_version_and_seeded_sync_state_rows()
     {
         var path = Path.Combine(_directory.FullName, "engram.db");

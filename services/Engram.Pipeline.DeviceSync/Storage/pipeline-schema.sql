@@ -3,12 +3,17 @@
 -- prefixed pipeline_. Created idempotently; never drops, rewrites or re-types anything of upstream's.
 -- A target is an Engram project; its local key is upstream's 'cloud:<project>'.
 
--- Where the cloud put each journal row of this device, per target (PR #339).
+-- Where the cloud put each journal row of this device, per target. Declared as PR #339 declares it
+-- (columns, order, defaults), so that its inserts, which name neither synced_at nor always target_key,
+-- work on a database the device made. An existing table keeps its shape. The index differs on purpose:
+-- PR #339's idx_sync_seq_mapping_cloud on the same columns is not unique; the device's is (a cloud seq
+-- belongs to one local seq), under its own name so that a database where PR #339's index came first
+-- still gets it.
 CREATE TABLE IF NOT EXISTS sync_seq_mapping (
-    target_key TEXT    NOT NULL,
     local_seq  INTEGER NOT NULL,
     cloud_seq  INTEGER NOT NULL,
-    synced_at  TEXT    NOT NULL,
+    target_key TEXT    NOT NULL DEFAULT 'local',
+    synced_at  TEXT    NOT NULL DEFAULT (datetime('now')),
     PRIMARY KEY (target_key, local_seq)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS sync_seq_mapping_cloud ON sync_seq_mapping (target_key, cloud_seq);
