@@ -94,6 +94,33 @@ public sealed class When_the_device_asks_for_engrams_sync_lease : IDisposable
     }
 
     [Fact]
+    public void The_device_stops_counting_as_holder_when_the_lease_it_wrote_runs_out_unrenewed()
+    {
+        Assert.True(_lease.TryAcquire());
+
+        // Renewals failing (a busy database) leave the lease to lapse; Engram's autosync may take it from then on.
+        _clock.Advance(TimeSpan.FromSeconds(59));
+        Assert.True(_lease.IsHeld);
+        _clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.False(_lease.IsHeld);
+
+        Assert.True(_lease.TryAcquire());
+        Assert.True(_lease.IsHeld);
+    }
+
+    [Fact]
+    public void Holding_ends_at_the_whole_second_written_not_sixty_seconds_after_the_attempt()
+    {
+        _clock.Advance(TimeSpan.FromMilliseconds(600));
+        Assert.True(_lease.TryAcquire());
+        Assert.Equal("engram-pipeline:device-a|2026-09-03T05:07:18Z", Holder);
+
+        _clock.Advance(TimeSpan.FromSeconds(59.5));
+
+        Assert.False(_lease.IsHeld);
+    }
+
+    [Fact]
     public void Release_gives_the_lease_back()
     {
         Assert.True(_lease.TryAcquire());

@@ -16,12 +16,18 @@ public sealed partial class SyncLease(EngramDatabase database, DeviceIdentity id
 
     private volatile string? _otherHolder;
     private volatile bool _held;
+    // UTC ticks of the lease_until the device last wrote; 0 when it holds none.
+    private long _heldUntilTicks;
 
     /// <summary>The owner the device writes, so that upstream and operators can tell who holds the lease.</summary>
     public string Owner { get; } = "engram-pipeline:" + identity.DeviceId;
 
-    /// <summary>Whether the device held the lease at its last attempt.</summary>
-    public bool IsHeld => _held;
+    /// <summary>
+    /// Whether the device holds the lease: it took or renewed it at its last attempt, and the <c>lease_until</c> it
+    /// wrote then has not passed. Renewals that keep failing (a busy database) let the lease lapse, and from then on
+    /// Engram's autosync may take it and push.
+    /// </summary>
+    public bool IsHeld => _held && clock.GetUtcNow().UtcTicks < Interlocked.Read(ref _heldUntilTicks);
 
     /// <summary>Who else held the lease at the device's last attempt, and until when; null when the device holds it.</summary>
     public string? OtherHolder => _otherHolder;
@@ -29,9 +35,10 @@ public sealed partial class SyncLease(EngramDatabase database, DeviceIdentity id
     /// <summary>Takes the lease, or renews it; false while another holder's lease runs.</summary>
     public bool TryAcquire()
     {
-        var now = clock.GetUtcNow();
         using var connection = database.Open();
         using var transaction = connection.BeginTransaction();
+        // Read once the write lock is ours: taking it may have waited on a busy database.
+        var now = clock.GetUtcNow();
         using var read = transaction.Command("""
             INSERT OR IGNORE INTO sync_state (target_key, lifecycle, updated_at) VALUES ('cloud', 'idle', datetime('now'));
             SELECT lease_owner, lease_until FROM sync_state WHERE target_key = 'cloud';
@@ -46,15 +53,17 @@ public sealed partial class SyncLease(EngramDatabase database, DeviceIdentity id
         if (!string.IsNullOrEmpty(owner) && owner != Owner && EngramTime.ParseRfc3339(until) is { } runsUntil && runsUntil > now)
         {
             transaction.Rollback();
-            Observe(held: false, $"{owner} until {until}");
+            Observe(held: false, otherHolder: $"{owner} until {until}", heldUntil: default);
             return false;
         }
+        // Whole seconds, as upstream writes it: the lease ends at the second written, not a fraction later.
+        var leaseUntil = EngramTime.Rfc3339(now + Duration);
         using var take = transaction.Command("""
             UPDATE sync_state SET lease_owner = $owner, lease_until = $until, updated_at = datetime('now') WHERE target_key = 'cloud'
-            """, ("$owner", Owner), ("$until", EngramTime.Rfc3339(now + Duration)));
+            """, ("$owner", Owner), ("$until", leaseUntil));
         take.ExecuteNonQuery();
         transaction.Commit();
-        Observe(held: true, null);
+        Observe(held: true, otherHolder: null, heldUntil: EngramTime.ParseRfc3339(leaseUntil)!.Value);
         return true;
     }
 
@@ -70,6 +79,7 @@ public sealed partial class SyncLease(EngramDatabase database, DeviceIdentity id
         release.ExecuteNonQuery();
         transaction.Commit();
         _held = false;
+        Interlocked.Exchange(ref _heldUntilTicks, 0);
     }
 
     /// <summary>Holds the lease until <paramref name="stopping"/>, then gives it back.</summary>
@@ -87,7 +97,7 @@ public sealed partial class SyncLease(EngramDatabase database, DeviceIdentity id
                 {
                     LogLeaseFailed(e);
                 }
-                await Task.Delay(_held ? RenewEvery : TimeSpan.FromSeconds(2), clock, stopping)
+                await Task.Delay(IsHeld ? RenewEvery : TimeSpan.FromSeconds(2), clock, stopping)
                     .ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
         }
@@ -100,8 +110,9 @@ public sealed partial class SyncLease(EngramDatabase database, DeviceIdentity id
         }
     }
 
-    private void Observe(bool held, string? otherHolder)
+    private void Observe(bool held, string? otherHolder, DateTimeOffset heldUntil)
     {
+        Interlocked.Exchange(ref _heldUntilTicks, heldUntil.UtcTicks);
         if (held && !_held)
         {
             LogTaken(Owner);
