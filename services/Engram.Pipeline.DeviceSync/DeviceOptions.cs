@@ -15,7 +15,8 @@ public sealed class DeviceOptions
     public string? Id { get; set; }
 
     /// <summary>
-    /// One project to sync instead of every project enrolled in Engram's sync (<c>sync_enrolled_projects</c>).
+    /// One project to sync instead of every project enrolled in Engram's sync (<c>sync_enrolled_projects</c>),
+    /// normalised as upstream normalises a project name (trimmed, lower case, runs of <c>-</c> and <c>_</c> collapsed).
     /// </summary>
     [MaxLength(200)]
     public string? Target { get; set; }

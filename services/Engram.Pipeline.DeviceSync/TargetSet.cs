@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Engram.Pipeline.DeviceSync.Apply;
 using Engram.Pipeline.DeviceSync.Publisher;
 using Engram.Pipeline.DeviceSync.Storage;
 
@@ -23,7 +24,8 @@ public sealed class TargetSet(EngramDatabase database, DeviceOptions options)
     {
         if (!string.IsNullOrWhiteSpace(options.Target))
         {
-            return _current = [new SyncTarget(options.Target)];
+            // Upstream journals and enrolls a project under its normalised name: Team is project team.
+            return _current = [new SyncTarget(EngramRules.NormalizeProject(options.Target))];
         }
         await using var connection = await database.OpenAsync(ct);
         await using var select = connection.CreateCommand();
