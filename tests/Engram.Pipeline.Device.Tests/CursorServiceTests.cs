@@ -348,3 +348,70 @@ public sealed class When_a_pull_follows_a_refused_push
         Assert.Equal(1, device.Count("SELECT unified_cursor FROM sync_state WHERE target_key = 'cloud:team'"));
     }
 }
+
+public sealed class When_a_delayed_copy_of_a_batch_meets_a_row_engram_withdrew
+{
+    private static PushAccepted Conflict(long withdrawn, params (long Local, long Cloud)[] mappings) =>
+        TestDevice.Reply(mappings) with { Rejected = [TestDevice.Rejection(withdrawn, RejectionReasons.Conflict)] };
+
+    [Fact]
+    public async Task The_conflict_it_answers_for_the_withdrawn_row_is_not_recorded_and_the_chain_goes_on()
+    {
+        using var device = TestDevice.Create();
+        // Batch [started, observation] is sent and delayed; the session ends, and Engram replaces its unsent upsert.
+        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
+        var observation = device.RecordObservations(1, session: "s2")[0];
+        var ended = Assert.Single(device.Engram.EndSession("s2", "done"));
+        Assert.Equal(0, device.Count($"SELECT COUNT(*) FROM sync_mutations WHERE seq = {started}"));
+        // The resend [observation, ended] (previousLocalSeq 0) is placed and moves the cloud's mark to ended.
+        await device.ApplyAsync(TestDevice.Reply((observation, 1), (ended, 2)));
+
+        // Then the delayed copy arrives: the cloud never stored `started` under the mark, and says conflict.
+        await device.ApplyAsync(Conflict(started, (observation, 1)));
+
+        Assert.Equal(0, device.Count("SELECT COUNT(*) FROM pipeline_rejections"));
+        Assert.Equal("healthy", device.Text("SELECT lifecycle FROM sync_state WHERE target_key = 'cloud:team'"));
+        var next = device.RecordObservations(1, title: "later")[0];
+        var batch = await device.ReadBatchAsync(afterSeq: null);
+        Assert.Equal(ended, batch!.PreviousLocalSeq);
+        Assert.Equal([next], batch.Mutations.Select(m => m.LocalSeq));
+    }
+
+    [Fact]
+    public async Task A_conflict_for_a_row_the_journal_holds_is_recorded_and_quarantined()
+    {
+        using var device = TestDevice.Create();
+        var seqs = device.RecordObservations(2);
+
+        await device.ApplyAsync(Conflict(seqs[0], (seqs[1], 1)));
+
+        Assert.Equal([$"{seqs[0]}|conflict"], device.Rows("SELECT local_seq, reason FROM pipeline_rejections"));
+        Assert.Equal("quarantined|conflict", device.Rows($"SELECT disposition, disposition_reason FROM sync_mutations WHERE seq = {seqs[0]}").Single());
+    }
+
+    [Fact]
+    public async Task A_conflict_for_a_withdrawn_row_with_a_mapping_is_recorded()
+    {
+        using var device = TestDevice.Create();
+        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
+        await device.ApplyAsync(TestDevice.Reply((started, 1)));
+        device.Engram.EndSession("s2", "done");
+        device.Execute($"DELETE FROM sync_mutations WHERE seq = {started}");
+
+        await device.ApplyAsync(Conflict(started));
+
+        Assert.Equal([$"{started}|conflict"], device.Rows("SELECT local_seq, reason FROM pipeline_rejections"));
+    }
+
+    [Fact]
+    public async Task Another_rejection_of_a_withdrawn_row_is_still_recorded()
+    {
+        using var device = TestDevice.Create();
+        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
+        device.Engram.EndSession("s2", "done");
+
+        await device.ApplyAsync(TestDevice.Reply() with { Rejected = [TestDevice.Rejection(started, RejectionReasons.PayloadTooLarge)] });
+
+        Assert.Equal([$"{started}|payload-too-large"], device.Rows("SELECT local_seq, reason FROM pipeline_rejections"));
+    }
+}

@@ -14,8 +14,11 @@ namespace Engram.Pipeline.DeviceSync.Cursor;
 /// </summary>
 public sealed class CursorService(EngramDatabase database, DeviceIdentity identity, TimeProvider clock)
 {
-    /// <summary>Applies a PushAccepted in one short transaction.</summary>
-    public async Task ApplyAcceptedAsync(PushAccepted reply, CancellationToken ct)
+    /// <summary>
+    /// Applies a PushAccepted in one short transaction. Returns how many of its <c>conflict</c> rejections it left
+    /// unrecorded because they are for rows Engram withdrew before the cloud placed them.
+    /// </summary>
+    public async Task<int> ApplyAcceptedAsync(PushAccepted reply, CancellationToken ct)
     {
         CheckAddressedToUs(reply.DeviceId);
         var target = new SyncTarget(reply.TargetKey);
@@ -24,6 +27,7 @@ public sealed class CursorService(EngramDatabase database, DeviceIdentity identi
         await using var transaction = connection.BeginTransaction();
 
         long lastAcked = 0;
+        var ignoredConflicts = 0;
         await using (var map = transaction.Command("""
             INSERT INTO sync_seq_mapping (target_key, local_seq, cloud_seq, synced_at) VALUES ($target, $local, $cloud, $now)
             ON CONFLICT (target_key, local_seq) DO NOTHING;
@@ -54,11 +58,25 @@ public sealed class CursorService(EngramDatabase database, DeviceIdentity identi
                 disposition_at = datetime('now')
             WHERE target_key = 'cloud' AND seq = $local AND acked_at IS NULL AND disposition = 'pending';
             """, ("$target", target.Key), ("$now", now)))
+        await using (var withdrawn = transaction.Command("""
+            SELECT NOT EXISTS (SELECT 1 FROM sync_mutations WHERE target_key = 'cloud' AND seq = $local)
+               AND NOT EXISTS (SELECT 1 FROM sync_seq_mapping WHERE target_key = $target AND local_seq = $local)
+            """, ("$target", target.Key)))
         {
             // Quarantined, not a new disposition: upstream re-journals an entity whose rows are neither pending nor
             // quarantined, and would send the refused row again; its status counts quarantined rows as problems.
             foreach (var rejection in reply.Rejected)
             {
+                // A delayed copy of a batch can reach the cloud after Engram withdrew one of its rows (a replaced session
+                // upsert) and the resend without that row moved the cloud's mark past it: the cloud, which never stored
+                // the row, answers conflict. Recorded, it would read as a reset or cloned database; the row is gone and
+                // needs no answer. Leaving it out of the chain only lowers a previousLocalSeq the cloud's mark is above.
+                if (rejection.Reason == RejectionReasons.Conflict
+                    && (long)(await withdrawn.Bind(("$local", rejection.LocalSeq)).ExecuteScalarAsync(ct))! == 1)
+                {
+                    ignoredConflicts++;
+                    continue;
+                }
                 var evidence = JsonSerializer.Serialize(new
                 {
                     source = "engram-pipeline", target = target.Project, reason = rejection.Reason, detail = rejection.Detail,
@@ -70,6 +88,7 @@ public sealed class CursorService(EngramDatabase database, DeviceIdentity identi
 
         await RecordAnsweredAsync(transaction, target, lastAcked, reply.Head, ct);
         await transaction.CommitAsync(ct);
+        return ignoredConflicts;
     }
 
     /// <summary>Keeps a whole-batch refusal where status and Engram's own status can show it.</summary>
