@@ -442,6 +442,35 @@ public sealed class When_a_delete_races_an_edit_across_two_devices
             status => Assert.Equal("orphaned", status));
         await world.AssertConvergedAsync();
     }
+
+    [Fact]
+    public async Task A_relation_that_waited_for_an_end_is_orphaned_also_on_the_device_whose_edit_won_over_the_delete()
+    {
+        await using var world = new SyncWorld(devices: 2);
+        var source = world.Observe(0, "s-a", "Source", "the source");                           // cloud: session 1, source 2
+        await world.PushAllAsync(0);
+        await world.PullNowAsync(1);
+        var target = world.Observe(0, "s-b", "Target", "the target in a session still open");
+        var relation = world.Engram(0).JudgeRelation(source, target, "related", "why", 0.8).SyncId;
+        world.Engram(0).DeleteObservation(source, hard: true);
+        world.Engram(0).EndSession("s-b", "the session upsert is journaled last");
+        await world.PushAllAsync(0);                         // cloud: target 3, relation 4, hard delete 5, session 6
+        world.Engram(1).UpdateObservation(source, null, "the source, edited before the delete arrives");
+
+        await world.PullNowAsync(1, 3);                      // target and relation wait; the delete loses to the own edit
+        Assert.Equal(2, await world.Devices[1].CountAsync("SELECT COUNT(*) FROM sync_apply_deferred WHERE apply_status = 'deferred'"));
+        await world.PullNowAsync(1);                         // the session arrives: target, then relation, replayed
+        await world.PushAllAsync(1);
+        await world.QuiesceAsync();
+
+        // The relation was placed before the hard delete: orphaned on the device that applied the delete, and so also
+        // on the device that kept the observation, though it took the relation in only after the delete.
+        Assert.All(await world.ObservationEverywhereAsync(source), o => Assert.Equal("Source: the source, edited before the delete arrives", o));
+        Assert.All(await Task.WhenAll(world.Devices.Select(d => d.ScalarAsync(
+                "SELECT judgment_status FROM memory_relations WHERE sync_id = $id", ("$id", relation)))),
+            status => Assert.Equal("orphaned", status));
+        await world.AssertConvergedAsync();
+    }
 }
 
 public sealed class When_the_cloud_rejects_an_edit_its_device_already_made

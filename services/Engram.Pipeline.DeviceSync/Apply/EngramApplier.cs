@@ -1,3 +1,4 @@
+using Engram.Pipeline.DeviceSync.Storage;
 using Microsoft.Data.Sqlite;
 
 namespace Engram.Pipeline.DeviceSync.Apply;
@@ -77,14 +78,18 @@ public sealed class EngramApplier(SqliteTransaction transaction, TimeProvider cl
 
     /// <summary>
     /// Rule 7 kept this device's own later edit instead of <paramref name="mutation"/>. A hard delete of an observation
-    /// still orphans the relations placed before it, as on the devices that applied it.
+    /// still orphans the relations placed before it, as on the devices that applied it: those here now, and, through its
+    /// tombstone's floor, those that come later.
     /// </summary>
     public void Superseded(PulledMutation mutation)
     {
         if (mutation is { Entity: EngramRules.Observation, Op: EngramRules.Delete }
             && PayloadJson.TryRead<ObservationPayload>(mutation.Payload, out var payload, out _) && payload.HardDelete == true)
         {
-            new RelationApply(_sql).OrphanTouching(mutation.Project, mutation.EntityKey.Trim(), mutation.CloudSeq);
+            var syncId = mutation.EntityKey.Trim();
+            new RelationApply(_sql).OrphanTouching(mutation.Project, syncId, mutation.CloudSeq);
+            new Tombstones(_sql).RecordSupersededHardDelete(EngramRules.TargetKey(mutation.Project), syncId, payload.SessionId, payload.Project,
+                EngramRules.IsBlank(payload.DeletedAt) ? EngramTime.Go(clock.GetUtcNow()) : payload.DeletedAt, mutation.CloudSeq);
         }
     }
 

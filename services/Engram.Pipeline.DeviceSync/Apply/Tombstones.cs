@@ -44,6 +44,24 @@ internal sealed class Tombstones(Statements sql)
         RaiseFloor(targetKey, entity, entityKey, cloudSeq);
     }
 
+    /// <summary>
+    /// Another device's hard delete that this device's own later edit of the observation wins over (rule 7): the
+    /// observation stays, so the tombstone is recorded inactive (as upstream leaves one after a local upsert of the key),
+    /// with the target's floor raised. A relation placed before the delete and applied here later (it waited for an
+    /// end) is then orphaned as on every device that applied the delete.
+    /// </summary>
+    public void RecordSupersededHardDelete(string targetKey, string entityKey, string? sessionId, string? project, string deletedAt, long cloudSeq)
+    {
+        sql.Execute("""
+            INSERT INTO sync_delete_tombstones (entity, entity_key, session_id, project, deleted_at, hard_delete, active, last_remote_mutation_seq)
+            VALUES ('observation', $key, $session_id, $project, $deleted_at, 1, 0, $seq)
+            ON CONFLICT (entity, entity_key) DO UPDATE SET hard_delete = 1
+            """,
+            ("$key", entityKey), ("$session_id", EngramRules.NullIfEmpty(sessionId)), ("$project", EngramRules.NormalizeProject(project)),
+            ("$deleted_at", deletedAt), ("$seq", cloudSeq));
+        RaiseFloor(targetKey, EngramRules.Observation, entityKey, cloudSeq);
+    }
+
     public void RaiseFloor(string targetKey, string entity, string entityKey, long cloudSeq) =>
         sql.Execute("""
             INSERT INTO sync_delete_tombstone_remote_floors (target_key, entity, entity_key, last_mutation_seq)
