@@ -210,7 +210,7 @@ public sealed class When_random_schedules_run_to_quiescence(ITestOutputHelper ou
         {
             operation();
         }
-        catch (InvalidOperationException e) when (e.Message.EndsWith("not found.", StringComparison.Ordinal))
+        catch (EngramNotFoundException)
         {
         }
     }

@@ -157,7 +157,8 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
         }
         var newContent = _random.NextDouble() < 0.7;
         var newTitle = !newContent || _random.NextDouble() < 0.5;
-        return writer.UpdateObservation(syncId, newTitle ? _text.Title() : null, newContent ? _text.Content(_text.ObservationBytes()) : null);
+        return Refusable(() => writer.UpdateObservation(syncId, newTitle ? _text.Title() : null,
+            newContent ? _text.Content(_text.ObservationBytes()) : null));
     }
 
     private IReadOnlyList<long>? Delete(EngramWriter writer, bool hard)
@@ -173,7 +174,7 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
         {
             SoftDeleted(project).Add(syncId);
         }
-        return writer.DeleteObservation(syncId, hard);
+        return Refusable(() => writer.DeleteObservation(syncId, hard));
     }
 
     private IReadOnlyList<long>? DeletePrompt(EngramWriter writer)
@@ -227,6 +228,22 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
             }
         }
         return writer.DeleteSession(session);
+    }
+
+    /// <summary>
+    /// An edit or delete of an observation picked a moment ago: a pulled delete of another device's may have removed
+    /// it since, and Engram refuses, as it would refuse the user. Null then, so another operation takes its turn.
+    /// </summary>
+    private static IReadOnlyList<long>? Refusable(Func<IReadOnlyList<long>> operation)
+    {
+        try
+        {
+            return operation();
+        }
+        catch (EngramNotFoundException)
+        {
+            return null;
+        }
     }
 
     private void ForgetPrompt(string syncId)

@@ -15,6 +15,12 @@ public enum ObservationState
 }
 
 /// <summary>
+/// Engram refuses to edit or delete what it does not hold, as upstream does: another device's delete may have
+/// reached this database between the user finding a memory and acting on it.
+/// </summary>
+public sealed class EngramNotFoundException(string message) : InvalidOperationException(message);
+
+/// <summary>
 /// The Engram application writing one Engram database, as upstream Engram's store does: its own connection with
 /// Engram's settings, every operation one <c>BEGIN IMMEDIATE</c> transaction that writes the memory tables and
 /// journals in <c>sync_mutations</c> (enrollment gate, session supersede, tombstones, sync_state), payloads as Go
@@ -311,7 +317,7 @@ public sealed class EngramWriter : IDisposable
         return Journaled(tx =>
         {
             var stored = ReadObservation(tx, "sync_id = $syncId AND deleted_at IS NULL ORDER BY id DESC LIMIT 1", ("$syncId", syncId))
-                ?? throw new InvalidOperationException($"Observation {syncId} not found.");
+                ?? throw new EngramNotFoundException($"Observation {syncId} not found.");
             var old = stored.Payload;
             if (string.IsNullOrWhiteSpace(old.Project))
             {
@@ -344,7 +350,7 @@ public sealed class EngramWriter : IDisposable
         return Journaled(tx =>
         {
             var stored = ReadObservation(tx, (hard ? "sync_id = $syncId" : "sync_id = $syncId AND deleted_at IS NULL") + " ORDER BY id DESC LIMIT 1",
-                ("$syncId", syncId)) ?? throw new InvalidOperationException($"Observation {syncId} not found.");
+                ("$syncId", syncId)) ?? throw new EngramNotFoundException($"Observation {syncId} not found.");
             var observation = stored.Payload;
             var project = EngramRules.Project(observation.Project);
             if (project.Length == 0)
@@ -422,7 +428,7 @@ public sealed class EngramWriter : IDisposable
         {
             var prompt = tx.Row("SELECT id, session_id, ifnull(project, '') FROM user_prompts WHERE sync_id = $syncId ORDER BY id DESC LIMIT 1",
                 r => new { Id = r.GetInt64(0), SessionId = r.GetString(1), Project = r.GetString(2) }, ("$syncId", syncId))
-                ?? throw new InvalidOperationException($"Prompt {syncId} not found.");
+                ?? throw new EngramNotFoundException($"Prompt {syncId} not found.");
             var project = EngramRules.Project(prompt.Project);
             if (project.Length == 0)
             {
