@@ -30,7 +30,7 @@ public sealed class When_four_devices_simulate_their_workloads_on_the_embedded_d
 internal static class FourDevices
 {
     /// <summary>Enough for every kind of mutation to race every other; the figures worth quoting come from the benchmark.</summary>
-    private const int MutationsPerDevice = 2_500;
+    private const int MutationsPerDevice = 1_000;
 
     public static async Task SimulateAsync(PipelineWorld world, ITestOutputHelper output)
     {
