@@ -5,17 +5,36 @@ using Xunit.Abstractions;
 
 namespace Engram.Pipeline.Convergence.Tests;
 
-public sealed class When_the_engram_workload_runs(ITestOutputHelper output)
+/// <summary>One long run of the workload, shared by the tests that examine what it leaves.</summary>
+public sealed class LongEngramRun : IDisposable
 {
-    private static readonly string[] Projects = ["engram", "notes"];
+    public const int Operations = 10_000;
+
+    public LongEngramRun()
+    {
+        var clock = Stopwatch.StartNew();
+        Returned = When_the_engram_workload_runs.Run(File, new EngramWorkload(11, "desktop", When_the_engram_workload_runs.Projects), Operations);
+        Elapsed = clock.Elapsed;
+    }
+
+    internal EngramFile File { get; } = new(seed: 11, clock: TimeProvider.System);
+
+    /// <summary>The seqs the operations returned.</summary>
+    public List<long> Returned { get; }
+
+    public TimeSpan Elapsed { get; }
+
+    public void Dispose() => File.Dispose();
+}
+
+public sealed class When_the_engram_workload_runs(LongEngramRun run, ITestOutputHelper output) : IClassFixture<LongEngramRun>
+{
+    internal static readonly string[] Projects = ["engram", "notes"];
 
     [Fact]
     public void Its_observation_sizes_follow_engrams_mix()
     {
-        using var file = new EngramFile(seed: 7, clock: TimeProvider.System);
-        Run(file, new EngramWorkload(7, "laptop", Projects), 8_000);
-
-        var sizes = file.Rows("SELECT length(CAST(content AS BLOB)) FROM observations", r => r.GetInt64(0));
+        var sizes = run.File.Rows("SELECT length(CAST(content AS BLOB)) FROM observations", r => r.GetInt64(0));
         double Share(Func<long, bool> inBucket) => 100.0 * sizes.Count(inBucket) / sizes.Count;
 
         output.WriteLine($"{sizes.Count} observations");
@@ -25,16 +44,14 @@ public sealed class When_the_engram_workload_runs(ITestOutputHelper output)
         Assert.InRange(Share(s => s is > 4_096 and <= 12_288), 5.0, 9.0);
         Assert.InRange(Share(s => s is >= 40_000 and <= 50_015), 2.0, 4.5);
         Assert.Equal(100.0, Share(s => s is >= 140 and <= 12_288 or >= 40_000 and <= 50_015), 6);
-        Assert.True(file.Number("SELECT COUNT(*) FROM observations WHERE content LIKE '%... [truncated]'") > 0);
+        Assert.True(run.File.Number("SELECT COUNT(*) FROM observations WHERE content LIKE '%... [truncated]'") > 0);
     }
 
     [Fact]
     public void A_long_run_leaves_a_sound_database_and_a_journal_as_upstream_writes_it()
     {
-        using var file = new EngramFile(seed: 11, clock: TimeProvider.System);
-        var clock = Stopwatch.StartNew();
-        var returned = Run(file, new EngramWorkload(11, "desktop", Projects), 10_000);
-        output.WriteLine($"10,000 operations in {clock.Elapsed}");
+        var (file, returned) = (run.File, run.Returned);
+        output.WriteLine($"{LongEngramRun.Operations} operations in {run.Elapsed}");
 
         Assert.Equal("ok", file.Text("PRAGMA integrity_check"));
         Assert.Empty(file.Rows("PRAGMA foreign_key_check", r => r.GetString(0)));
@@ -105,7 +122,7 @@ public sealed class When_the_engram_workload_runs(ITestOutputHelper output)
         Assert.Equal(201, workload.Operations);
     }
 
-    private static List<long> Run(EngramFile file, EngramWorkload workload, int operations)
+    internal static List<long> Run(EngramFile file, EngramWorkload workload, int operations)
     {
         var seqs = new List<long>();
         for (var i = 0; i < operations; i++)

@@ -20,8 +20,8 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
 {
     private const int Nodes = 3;
     private const int Devices = 4;
-    private const int BeforeKill = 1_500;
-    private const int AfterKill = 500;
+    private const int BeforeKill = 1_000;
+    private const int AfterKill = 300;
     private static readonly TimeSpan _deadline = TimeSpan.FromSeconds(60);
 
     [Fact]

@@ -21,7 +21,7 @@ public sealed class When_the_servers_run_in_containers(ITestOutputHelper output)
         Assert.Equal("testcontainers", servers.Source);
 
         await using var world = await PipelineWorld.CreateAsync(servers, "containers", ingestProcesses: 2);
-        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 1_000, ["team"]),
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 500, ["team"]),
             progress: null, CancellationToken.None);
 
         output.WriteLine($"{report.Mutations} mutations in {report.Elapsed.TotalSeconds:0.0} s through the containers");
