@@ -22,7 +22,8 @@ public sealed class When_three_devices_push_through_three_competing_consumers(Se
     {
         await using var world = await PipelineWorld.CreateAsync(servers, "three_devices", ingestProcesses: 3, backend: backend);
 
-        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 2_000, ["team"]),
+        // A second project is enrolled while the devices sync: its backfill races the first project's traffic.
+        var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 3, MutationsPerDevice: 2_000, ["team", "team-late"]),
             progress: null, CancellationToken.None);
 
         await world.AssertInvariantsAsync();

@@ -1,39 +1,23 @@
 using Engram.Pipeline.Simulation;
-using Engram.Pipeline.Testing;
 using Xunit.Abstractions;
 
 namespace Engram.Pipeline.Integration.Tests;
 
-[Collection(ServersFixture.Collection)]
-public sealed class When_four_devices_simulate_their_workloads_through_rabbitmq_and_postgresql(
-    ServersFixture servers, ITestOutputHelper output)
-{
-    [Fact]
-    public async Task Every_invariant_passes_and_the_devices_converge()
-    {
-        await using var world = await PipelineWorld.CreateAsync(servers, "simulate", ingestProcesses: 3);
-        await FourDevices.SimulateAsync(world, output);
-    }
-}
-
-/// <summary>Needs no server, so it runs beside the scenarios that share them.</summary>
+/// <summary>
+/// The README's main job, as a test: four devices on the embedded default, a second project enrolled late. Needs no
+/// server, so it runs beside the scenarios that share them; the three-device push scenario runs the same simulation
+/// through RabbitMQ and PostgreSQL.
+/// </summary>
 public sealed class When_four_devices_simulate_their_workloads_on_the_embedded_default(ITestOutputHelper output)
-{
-    [Fact]
-    public async Task Every_invariant_passes_and_the_devices_converge()
-    {
-        await using var world = await PipelineWorld.CreateAsync(servers: null, "simulate", ingestProcesses: 1);
-        await FourDevices.SimulateAsync(world, output);
-    }
-}
-
-internal static class FourDevices
 {
     /// <summary>Enough for every kind of mutation to race every other; the figures worth quoting come from the benchmark.</summary>
     private const int MutationsPerDevice = 1_000;
 
-    public static async Task SimulateAsync(PipelineWorld world, ITestOutputHelper output)
+    [Fact]
+    public async Task Every_invariant_passes_and_the_devices_converge()
     {
+        await using var world = await PipelineWorld.CreateAsync(servers: null, "simulate", ingestProcesses: 1);
+
         var report = await SimulationRun.RunAsync(world.Cluster, new SimulationOptions(Devices: 4, MutationsPerDevice: MutationsPerDevice, ["run", "run-late"]),
             progress: null, CancellationToken.None);
 
