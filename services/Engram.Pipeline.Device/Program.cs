@@ -1,13 +1,4 @@
 using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.Hosting;
 
-var builder = WebApplication.CreateBuilder(args);
-if (args is ["probe", ..])
-{
-    return await Operations.ProbeAsync(builder.Configuration["Urls"]);
-}
-builder.AddOperations("engram-device");
-builder.Services.AddDevice(builder.Configuration);
-var app = builder.Build();
-app.MapOperations();
-return await app.RunServiceAsync();
+return await ServiceRunner.RunAsync(args, "engram-device", (services, configuration) => services.AddDevice(configuration));

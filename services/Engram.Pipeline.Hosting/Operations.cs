@@ -40,6 +40,7 @@ public static class Operations
         {
             builder.WebHost.UseUrls($"http://0.0.0.0:{(IsFree(DefaultPort) ? DefaultPort : 0)}");
         }
+        builder.Logging.AddOneLineConsole();
         builder.Services.AddHealthChecks();
         var otlp = !string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         builder.Services.AddOpenTelemetry()

@@ -1,5 +1,7 @@
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -9,15 +11,45 @@ namespace Engram.Pipeline.Hosting;
 
 public static class ServiceRunner
 {
+    private const string LogCategory = "Engram.Pipeline";
+
     /// <summary>
-    /// Runs a service host and turns a failed start (bad configuration, unreachable broker or
-    /// database) into one clear log line and exit code 1 instead of a crash with a stack trace.
+    /// A service program's whole life: <c>probe</c> asks the running instance for its health; otherwise the host is
+    /// built with health, metrics and telemetry and <paramref name="addServices"/>, and run. A failed start (a missing
+    /// or bad setting, an unreachable broker or database) is one clear log line and exit code 1, never a stack trace.
     /// </summary>
-    public static async Task<int> RunServiceAsync(this IHost host)
+    public static async Task<int> RunAsync(string[] args, string serviceName, Action<IServiceCollection, IConfiguration> addServices)
+    {
+        var builder = WebApplication.CreateBuilder(args);
+        if (args is ["probe", ..])
+        {
+            return await Operations.ProbeAsync(builder.Configuration["Urls"]);
+        }
+        builder.AddOperations(serviceName);
+        WebApplication app;
+        try
+        {
+            addServices(builder.Services, builder.Configuration);
+            app = builder.Build();
+        }
+#pragma warning disable CA1031 // Any start-up failure ends the process; the reason is logged.
+        catch (Exception e)
+#pragma warning restore CA1031
+        {
+            // No host to log through yet: the same console format, for this one line.
+            using var logging = LoggerFactory.Create(logs => logs.AddOneLineConsole());
+            logging.CreateLogger(LogCategory).LogCritical("Start-up failed: {Reason}", Describe(e));
+            return 1;
+        }
+        app.MapOperations();
+        return await RunServiceAsync(app);
+    }
+
+    private static async Task<int> RunServiceAsync(IHost host)
     {
         using (host)
         {
-            var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Engram.Pipeline");
+            var log = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategory);
             try
             {
                 await host.StartAsync();

@@ -1,0 +1,30 @@
+using Engram.Pipeline.Testing;
+using Xunit.Abstractions;
+
+namespace Engram.Pipeline.Integration.Tests;
+
+/// <summary>
+/// The programs as an operator starts them, with a setting missing: one line naming it and exit code 1, never a
+/// stack trace. Needs no server, so it runs beside the scenarios that share them.
+/// </summary>
+public sealed class When_a_service_starts_without_its_database_setting(ITestOutputHelper output)
+{
+    [Theory]
+    [InlineData("services/Engram.Pipeline.Device", "Engram.Pipeline.Device", "ConnectionStrings__DeviceDb")]
+    [InlineData("services/Engram.Pipeline.CloudIngest", "Engram.Pipeline.CloudIngest", "ConnectionStrings__CloudDb")]
+    public async Task It_exits_with_code_1_and_one_line_that_names_the_setting(string project, string program, string setting)
+    {
+        var run = await ProgramRunner.RunBuiltAsync(project, program, [], TimeSpan.FromMinutes(1), new Dictionary<string, string>
+        {
+            ["RabbitMq__Uri"] = "amqp://user:pass@127.0.0.1:5672/",
+            [setting] = "",
+        });
+        output.WriteLine(run.Output);
+
+        Assert.Equal(1, run.ExitCode);
+        var lines = (run.Stdout + run.Stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var failure = Assert.Single(lines, line => line.Contains("Start-up failed", StringComparison.Ordinal));
+        Assert.Contains(setting, failure, StringComparison.Ordinal);
+        Assert.DoesNotContain(lines, line => line.StartsWith("at ", StringComparison.Ordinal) || line.Contains("Unhandled exception", StringComparison.Ordinal));
+    }
+}
