@@ -4,6 +4,7 @@ using Engram.Pipeline.Cloud.Authorisation;
 using Engram.Pipeline.Cloud.Storage;
 using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.Hosting;
 using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Simulation.EmbeddedCloud;
 using Microsoft.Data.Sqlite;
@@ -238,7 +239,16 @@ removeUser.SetAction(async (parsed, ct) =>
 var deviceUser = new Command("device-user", "Devices' own RabbitMQ accounts") { addUser, removeUser };
 
 var root = new RootCommand("engram-pipeline: Engram's sync pipeline, simulated and checked") { simulate, status, deviceUser };
-return await root.Parse(args).InvokeAsync();
+try
+{
+    return await root.Parse(args).InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+}
+catch (Exception e) when (e is not OperationCanceledException)
+{
+    // A server out of reach, a connection string that does not parse: one line, not a stack trace.
+    Console.Error.WriteLine($"engram-pipeline: {ServiceRunner.Describe(e)}");
+    return 1;
+}
 
 static DeviceAccounts? OpenDeviceAccounts()
 {

@@ -4,6 +4,7 @@ using Engram.Pipeline.Cloud.Storage;
 using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.Hosting;
 using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Simulation.EmbeddedCloud;
@@ -257,7 +258,7 @@ public sealed class PipelineCluster : IAsyncDisposable
             }
         }
         builder.Configuration.AddInMemoryCollection(all);
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(_settings.LogLevel);
+        builder.Logging.AddOneLineConsole().SetMinimumLevel(_settings.LogLevel);
         addService(builder.Services, builder.Configuration);
         return builder.Build();
     }
