@@ -1,4 +1,3 @@
-using Engram.Pipeline.Cloud.Storage;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -12,9 +11,11 @@ public interface ICloudQueueConsumer : IConsumer
 }
 
 /// <summary>
-/// <c>engram-push</c> and <c>engram-pull</c>: any number of ingest processes compete for each. Transient database
-/// failures are retried in place; anything else, after the retries, goes to the queue's <c>_error</c> queue with its
-/// exception, never acknowledged and forgotten. So does a message of a type nobody consumes there.
+/// <c>engram-push</c> and <c>engram-pull</c>: any number of ingest processes compete for each. What a consumer sends
+/// (the reply, <c>TargetAdvanced</c>) goes out after its work, together, through MassTransit's in-memory outbox;
+/// transient database and broker failures, that sending included, are retried in place (<see cref="CloudRetry"/>);
+/// anything else, after the retries, goes to the queue's <c>_error</c> queue with its exception, never acknowledged and
+/// forgotten. So does a message of a type nobody consumes there.
 /// </summary>
 public sealed class CloudQueueDefinition<TConsumer> : ConsumerDefinition<TConsumer>
     where TConsumer : class, ICloudQueueConsumer
@@ -32,7 +33,8 @@ public sealed class CloudQueueDefinition<TConsumer> : ConsumerDefinition<TConsum
         IConsumerConfigurator<TConsumer> consumerConfigurator, IRegistrationContext context)
     {
         endpointConfigurator.PrefetchCount = _options.ConcurrentMessageLimit * 2;
-        endpointConfigurator.UseCloudDatabaseRetry();
+        endpointConfigurator.UseCloudRetry();
+        endpointConfigurator.UseInMemoryOutbox(context);
         endpointConfigurator.MoveUnconsumedToErrorQueue();
     }
 }

@@ -46,7 +46,13 @@ public sealed class IngestHarness : IAsyncDisposable
 
     public DeviceAuthoriser Authoriser => _provider.GetRequiredService<DeviceAuthoriser>();
 
-    public static async Task<IngestHarness> StartAsync(ServersFixture fixture, string backend, IngestOptions? options = null)
+    /// <summary>Starts the consumers on a new cloud store of <paramref name="backend"/>.</summary>
+    /// <param name="fixture">Where the PostgreSQL backend gets its database.</param>
+    /// <param name="backend"><see cref="Postgres"/> or <see cref="Sqlite"/>.</param>
+    /// <param name="options">The ingest's options; by default authorisation is off (the in-memory bus carries no user_id).</param>
+    /// <param name="bus">Changes the in-memory bus before its endpoints are configured (a publish filter that fails, say).</param>
+    public static async Task<IngestHarness> StartAsync(ServersFixture fixture, string backend, IngestOptions? options = null,
+        Action<IInMemoryBusFactoryConfigurator>? bus = null)
     {
         var (store, query, cleanUp) = backend switch
         {
@@ -60,7 +66,15 @@ public sealed class IngestHarness : IAsyncDisposable
             .AddSingleton(store)
             // The in-memory harness carries no AMQP user_id; authorisation has tests of its own.
             .AddSingleton(Options.Create(options ?? new IngestOptions { AuthoriseDevices = false }))
-            .AddMassTransitTestHarness(x => x.AddCloudConsumers())
+            .AddMassTransitTestHarness(x =>
+            {
+                x.AddCloudConsumers();
+                x.UsingInMemory((context, cfg) =>
+                {
+                    bus?.Invoke(cfg);
+                    cfg.ConfigureEndpoints(context);
+                });
+            })
             .BuildServiceProvider(validateScopes: true);
         var harness = new IngestHarness(provider, query, cleanUp);
         await harness.Harness.Start();

@@ -2,6 +2,8 @@ using Engram.Pipeline.Cloud;
 using Engram.Pipeline.Cloud.Push;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.Testing;
+using MassTransit;
+using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using static Engram.Pipeline.CloudIngest.Tests.IngestHarness;
 
@@ -23,6 +25,36 @@ public sealed class When_a_batch_is_pushed(ServersFixture servers)
         Assert.Equal(3, reply.Head);
         Assert.True(await ingest.Harness.Published.Any<TargetAdvanced>(m => m.Context.Message.Head == 3));
         Assert.Equal(5, await ingest.ScalarAsync("SELECT last_local_seq FROM cloud_devices WHERE device_id = 'a'"));
+    }
+}
+
+[Collection(ServersFixture.Collection)]
+public sealed class When_the_broker_refuses_a_publish_after_the_batch_committed(ServersFixture servers)
+{
+    [Theory]
+    [InlineData(Postgres)]
+    [InlineData(Sqlite)]
+    public async Task The_reply_and_the_event_go_out_on_the_retry_and_nothing_is_dead_lettered(string backend)
+    {
+        var refused = 0;
+        await using var ingest = await StartAsync(servers, backend, bus: cfg => cfg.ConfigurePublish(publish => publish.UseExecute(context =>
+        {
+            // The broker takes the first TargetAdvanced no more than a channel closing under it would.
+            if (context is PublishContext<TargetAdvanced> && Interlocked.Increment(ref refused) == 1)
+            {
+                throw new ConnectionException("The channel closed before the broker confirmed the publish.");
+            }
+        })));
+
+        var reply = Assert.IsType<PushAccepted>(await ingest.PushAsync(Batch("a", 0, Upsert(1), Upsert(2))));
+
+        Assert.Equal([(1L, 1L), (2L, 2L)], reply.Mappings.Select(m => (m.LocalSeq, m.CloudSeq)));
+        // The reply may go out before the event fails; the retry sends both again.
+        Assert.True(await ingest.Harness.Published.Any<TargetAdvanced>(m => m.Context.Message.Head == 2));
+        Assert.Equal(2, refused);
+        // The consume was retried, not dead-lettered: no attempt ended faulted.
+        Assert.DoesNotContain(ingest.Harness.Consumed.Select<PushMutations>(), m => m.Exception is not null);
+        Assert.Equal(2, await ingest.ScalarAsync("SELECT COUNT(*) FROM cloud_mutations"));
     }
 }
 

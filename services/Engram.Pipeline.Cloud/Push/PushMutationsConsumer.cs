@@ -7,7 +7,8 @@ namespace Engram.Pipeline.Cloud.Push;
 
 /// <summary>
 /// Ingests a pushed batch from the device it names (else refuses it <c>not-authorised</c>, writing nothing),
-/// replies to the pusher, and tells every device the log grew.
+/// replies to the pusher, and tells every device the log's head (both sent once the consumer is done: see
+/// <see cref="CloudQueueDefinition{TConsumer}"/>).
 /// </summary>
 public sealed partial class PushMutationsConsumer(
     PushIngestor ingestor, DeviceAuthoriser authoriser, IngestMetrics metrics, ILogger<PushMutationsConsumer> log)
@@ -30,7 +31,8 @@ public sealed partial class PushMutationsConsumer(
                 LogAccepted(batch.TargetKey, batch.DeviceId, batch.PreviousLocalSeq, newRows,
                     reply.Mappings.Count - newRows, reply.Rejected.Count, reply.Head);
                 await context.RespondAsync(reply);
-                if (newRows > 0)
+                // Also when every row was a duplicate: a retry after the broker lost the first event finds nothing new.
+                if (reply.Mappings.Count > 0)
                 {
                     await context.Publish(new TargetAdvanced { TargetKey = reply.TargetKey, Head = reply.Head },
                         context.CancellationToken);
