@@ -60,22 +60,9 @@ public static class SimulationRun
         var clock = Stopwatch.StartNew();
         using var reporting = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var reporter = progress is null ? Task.CompletedTask : ReportAsync(cluster, clock, progress, reporting.Token);
-        await Task.WhenAll(cluster.Devices.Select((device, index) => Task.Run(() =>
-        {
-            var workload = new EngramWorkload(options.Seed * 1000 + index, device.DeviceId, options.Projects, options.Enrollment,
-                options.LateEnrollment);
-            for (var journaled = 0; journaled < options.MutationsPerDevice;)
-            {
-                ct.ThrowIfCancellationRequested();
-                var seqs = workload.Next(device.Engram);
-                var now = DateTimeOffset.UtcNow;
-                foreach (var seq in seqs)
-                {
-                    committed[(device.DeviceId, seq)] = now;
-                }
-                journaled += seqs.Count;
-            }
-        }, ct)));
+        await Task.WhenAll(cluster.Devices.Select((device, index) => Task.Run(() => Use(device,
+            new EngramWorkload(options.Seed * 1000 + index, device.DeviceId, options.Projects, options.Enrollment, options.LateEnrollment),
+            options.MutationsPerDevice, committed, ct), ct)));
         await cluster.WaitUntilSettledAsync(options.SettleDeadline, ct);
         var elapsed = clock.Elapsed;
         await reporting.CancelAsync();
@@ -84,10 +71,42 @@ public static class SimulationRun
 
         var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud, await cluster.DatabasesAsync(ct), ct);
         return new SimulationReport(verdicts, committed.Count, elapsed,
-            await LatencyAsync(cluster, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct),
-            await LatencyAsync(cluster, committed,
-                "SELECT origin_device, origin_local_seq, applied_at FROM pipeline_applied WHERE outcome = 'applied'", ct));
+            Summarise(await LatenciesAsync(cluster, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct)),
+            Summarise(await ToVisibleAsync(cluster, committed, ct)));
     }
+
+    /// <summary>
+    /// Uses Engram on <paramref name="device"/> through <paramref name="workload"/> as fast as it goes until it has journaled
+    /// <paramref name="mutations"/> rows, recording when each journal row was committed under (device, local seq).
+    /// </summary>
+    public static void Use(DeviceNode device, EngramWorkload workload, int mutations,
+        ConcurrentDictionary<(string Device, long Seq), DateTimeOffset> committed, CancellationToken ct)
+    {
+        for (var journaled = 0; journaled < mutations;)
+        {
+            ct.ThrowIfCancellationRequested();
+            journaled += Record(device, workload.Next(device.Engram), committed);
+        }
+    }
+
+    /// <summary>Records <paramref name="seqs"/>, journaled on <paramref name="device"/> just now, as committed; returns how many.</summary>
+    public static int Record(DeviceNode device, IReadOnlyList<long> seqs, ConcurrentDictionary<(string Device, long Seq), DateTimeOffset> committed)
+    {
+        var now = DateTimeOffset.UtcNow;
+        foreach (var seq in seqs)
+        {
+            committed[(device.DeviceId, seq)] = now;
+        }
+        return seqs.Count;
+    }
+
+    /// <summary>
+    /// From journal commit to the mutation applied on another device (found by Engram's own search from then on: its
+    /// <c>pipeline_applied.applied_at</c>), in milliseconds, sorted, one sample per row and device that applied it.
+    /// </summary>
+    public static Task<List<double>> ToVisibleAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
+        CancellationToken ct) =>
+        LatenciesAsync(cluster, committed, "SELECT origin_device, origin_local_seq, applied_at FROM pipeline_applied WHERE outcome = 'applied'", ct);
 
     private static async Task ReportAsync(PipelineCluster cluster, Stopwatch clock, IProgress<SimulationProgress> progress, CancellationToken ct)
     {
@@ -123,7 +142,7 @@ public static class SimulationRun
     /// From journal commit to the moment a device recorded it: the cloud's answer on the device that wrote it (its
     /// mapping), or the mutation applied on another device (found by Engram's own search from then on).
     /// </summary>
-    private static async Task<Latency> LatencyAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
+    private static async Task<List<double>> LatenciesAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
         string sql, CancellationToken ct)
     {
         var latencies = new List<double>();
@@ -145,8 +164,10 @@ public static class SimulationRun
             }
         }
         latencies.Sort();
-        return new Latency(Percentile(latencies, 0.50), Percentile(latencies, 0.99), latencies.Count);
+        return latencies;
     }
+
+    private static Latency Summarise(List<double> sorted) => new(Percentile(sorted, 0.50), Percentile(sorted, 0.99), sorted.Count);
 
     private static double Percentile(List<double> sorted, double p) =>
         sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];
