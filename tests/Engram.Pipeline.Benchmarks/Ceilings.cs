@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync;
@@ -191,6 +192,145 @@ public static class Ceilings
                 return rows / clock.Elapsed.TotalSeconds;
             }
         }
+    }
+
+    /// <summary>
+    /// C4: the device's raw apply, with no pipeline: pulled Engram mutations (<paramref name="pages"/>, as a pull hands
+    /// them over) upserted or deleted into a new Engram database by hand-written SQL, its FTS triggers keeping search in
+    /// step, one transaction per page. No tombstone, deferral or outcome bookkeeping, and parents are not checked
+    /// (foreign keys off): what SQLite alone can take in. Returns rows/s.
+    /// </summary>
+    public static async Task<double> ApplyAsync(string directory, IReadOnlyList<Mutation[]> pages)
+    {
+        var path = Path.Combine(directory, $"c4-{Guid.NewGuid():N}.db");
+        Payloads.NewEngram(path, "bench-apply", seed: 19).Dispose();
+        await using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
+        await connection.OpenAsync();
+        await using (var pragmas = connection.CreateCommand())
+        {
+            pragmas.CommandText = "PRAGMA foreign_keys = OFF; PRAGMA synchronous = NORMAL;";
+            await pragmas.ExecuteNonQueryAsync();
+        }
+        var commands = new Dictionary<string, SqliteCommand>(StringComparer.Ordinal);
+        long applied = 0;
+        var clock = Stopwatch.StartNew();
+        foreach (var page in pages)
+        {
+            await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync();
+            foreach (var mutation in page)
+            {
+                using var json = JsonDocument.Parse(mutation.Payload);
+                Apply(mutation, json.RootElement);
+            }
+            await transaction.CommitAsync();
+            applied += page.Length;
+
+            int Run(string sql, params (string Name, object? Value)[] values)
+            {
+                if (!commands.TryGetValue(sql, out var command))
+                {
+                    commands[sql] = command = connection.CreateCommand();
+                    command.CommandText = sql;
+                }
+                command.Transaction = transaction;
+                command.Parameters.Clear();
+                foreach (var (name, value) in values)
+                {
+                    command.Parameters.AddWithValue(name, value ?? DBNull.Value);
+                }
+                return command.ExecuteNonQuery();
+            }
+
+            void Apply(Mutation mutation, JsonElement p)
+            {
+                object? F(string name) => !p.TryGetProperty(name, out var value) ? null : value.ValueKind switch
+                {
+                    JsonValueKind.String => value.GetString(),
+                    JsonValueKind.Number => value.GetDouble(),
+                    _ => null,
+                };
+                var key = ("$key", (object?)mutation.EntityKey);
+                switch (mutation.Entity, mutation.Op)
+                {
+                    case ("session", "upsert"):
+                        Run("""
+                            INSERT INTO sessions (id, project, ownership_mode, directory, started_at, ended_at, summary)
+                            VALUES ($key, $project, COALESCE($mode, 'shared'), COALESCE($directory, ''), COALESCE($started_at, datetime('now')), $ended_at, $summary)
+                            ON CONFLICT (id) DO UPDATE SET project = excluded.project, directory = excluded.directory,
+                                ended_at = COALESCE(excluded.ended_at, ended_at), summary = COALESCE(excluded.summary, summary)
+                            """, key, ("$project", F("project")), ("$mode", F("ownership_mode")), ("$directory", F("directory")),
+                            ("$started_at", F("started_at")), ("$ended_at", F("ended_at")), ("$summary", F("summary")));
+                        break;
+                    case ("session", "delete"):
+                        Run("DELETE FROM user_prompts WHERE session_id = $key", key);
+                        Run("DELETE FROM sessions WHERE id = $key", key);
+                        break;
+                    case ("observation", "upsert"):
+                        (string, object?)[] values =
+                        [
+                            key, ("$session_id", F("session_id")), ("$type", F("type")), ("$title", F("title")), ("$content", F("content")),
+                            ("$tool_name", F("tool_name")), ("$project", F("project")), ("$scope", F("scope")), ("$topic_key", F("topic_key")),
+                            ("$revision", F("revision_count")), ("$duplicate", F("duplicate_count")), ("$created_at", F("created_at")),
+                            ("$updated_at", F("updated_at")),
+                        ];
+                        if (Run("""
+                            UPDATE observations SET session_id = $session_id, type = $type, title = $title, content = $content,
+                                tool_name = $tool_name, project = $project, scope = $scope, topic_key = $topic_key,
+                                revision_count = $revision, duplicate_count = $duplicate, updated_at = COALESCE($updated_at, updated_at), deleted_at = NULL
+                            WHERE sync_id = $key
+                            """, values) == 0)
+                        {
+                            Run("""
+                                INSERT INTO observations (sync_id, session_id, type, title, content, tool_name, project, scope, topic_key,
+                                    revision_count, duplicate_count, created_at, updated_at)
+                                VALUES ($key, $session_id, $type, $title, $content, $tool_name, $project, $scope, $topic_key,
+                                    $revision, $duplicate, COALESCE($created_at, datetime('now')), COALESCE($updated_at, datetime('now')))
+                                """, values);
+                        }
+                        break;
+                    case ("observation", "delete") when p.TryGetProperty("hard_delete", out var hard) && hard.ValueKind == JsonValueKind.True:
+                        Run("DELETE FROM observations WHERE sync_id = $key", key);
+                        break;
+                    case ("observation", "delete"):
+                        Run("UPDATE observations SET deleted_at = COALESCE($deleted_at, datetime('now')), updated_at = COALESCE($deleted_at, datetime('now')) WHERE sync_id = $key",
+                            key, ("$deleted_at", F("deleted_at")));
+                        break;
+                    case ("prompt", "upsert"):
+                        (string, object?)[] prompt = [key, ("$session_id", F("session_id")), ("$content", F("content")), ("$project", F("project")),
+                            ("$created_at", F("created_at"))];
+                        if (Run("UPDATE user_prompts SET session_id = $session_id, content = $content, project = $project WHERE sync_id = $key", prompt) == 0)
+                        {
+                            Run("""
+                                INSERT INTO user_prompts (sync_id, session_id, content, project, created_at)
+                                VALUES ($key, $session_id, $content, $project, COALESCE($created_at, datetime('now')))
+                                """, prompt);
+                        }
+                        break;
+                    case ("prompt", "delete"):
+                        Run("DELETE FROM user_prompts WHERE sync_id = $key", key);
+                        break;
+                    case ("relation", _):
+                        Run("""
+                            INSERT INTO memory_relations (sync_id, source_id, target_id, relation, reason, confidence, judgment_status, session_id,
+                                created_at, updated_at)
+                            VALUES ($key, $source, $target, $relation, $reason, $confidence, $status, $session_id, $created_at, $updated_at)
+                            ON CONFLICT (sync_id) DO UPDATE SET relation = excluded.relation, reason = excluded.reason,
+                                confidence = excluded.confidence, judgment_status = excluded.judgment_status, updated_at = excluded.updated_at
+                            """, key, ("$source", F("source_id")), ("$target", F("target_id")), ("$relation", F("relation")),
+                            ("$reason", F("reason")), ("$confidence", F("confidence")), ("$status", F("judgment_status")),
+                            ("$session_id", F("session_id")), ("$created_at", F("created_at")), ("$updated_at", F("updated_at")));
+                        break;
+                    default:
+                        throw new InvalidOperationException($"no raw apply for {mutation.Entity} {mutation.Op}");
+                }
+            }
+        }
+        var rate = applied / clock.Elapsed.TotalSeconds;
+        foreach (var command in commands.Values)
+        {
+            await command.DisposeAsync();
+        }
+        return rate;
     }
 
     /// <summary>
