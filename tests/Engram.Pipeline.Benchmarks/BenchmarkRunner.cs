@@ -6,16 +6,17 @@ namespace Engram.Pipeline.Benchmarks;
 
 /// <summary>How much each row measures.</summary>
 public sealed record BenchmarkSizes(string Label, int Runs, int TransportMessages, int DbRows, int DeviceRows, int NaiveRows, int PipelineRows,
-    int LatencySeconds, int[] DeviceCounts, int[] OfferedLoads, int[] BacklogRows, int CatchUpRows)
+    int LatencySeconds, int[] DeviceCounts, int[] OfferedLoads, int[] BacklogRows, int CatchUpRows, int ApplyRows, int LoopRows,
+    int[] LoopOfferedLoads)
 {
     public static readonly BenchmarkSizes Full = new("full", 3, 200, 50_000, 50_000, 3_000, 40_000, 10, [1, 4, 16], [1_000, 10_000],
-        [100_000, 1_000_000], 1_000_000);
+        [100_000, 1_000_000], 1_000_000, 50_000, 40_000, [100, 1_000]);
 
     public static readonly BenchmarkSizes Quick = new("quick", 1, 20, 5_000, 5_000, 500, 4_000, 3, [1, 4, 16], [1_000, 10_000],
-        [10_000, 100_000], 100_000);
+        [10_000, 100_000], 100_000, 5_000, 4_000, [100, 1_000]);
 
     /// <summary>What the test suite runs so the benchmark cannot rot: every row, tiny sizes, no figures worth reading.</summary>
-    public static readonly BenchmarkSizes Smoke = new("smoke", 1, 2, 500, 500, 50, 300, 1, [1, 2], [200], [300, 600], 500);
+    public static readonly BenchmarkSizes Smoke = new("smoke", 1, 2, 500, 500, 50, 300, 1, [1, 2], [200], [300, 600], 500, 500, 200, [100]);
 }
 
 /// <summary>Runs every row of the table in one process, on one set of servers, and renders the table.</summary>
@@ -87,9 +88,15 @@ public static class BenchmarkRunner
         var c2Insert = await MeasureAsync("C2 Npgsql multi-row INSERT (unnest)", async () =>
             await Ceilings.DatabaseAsync((await FreshAsync("c2")).Db, dbData, 500, copy: false), $"{dbRows} rows in batches of 500 + counter row");
 
-        var c3 = await MeasureAsync("C3 SQLite journal + mapping/cursor", async () =>
+        var c3 = await MeasureAsync("C3 SQLite: Engram's journal write + mapping/cursor", async () =>
             await Ceilings.DeviceAsync(work.FullName, deviceRows, 500),
-            $"{deviceRows} mutations journaled by Engram, read, marked sent and their acceptance recorded in batches of 500");
+            $"{deviceRows} mutations journaled as Engram journals them (EngramWriter, in its transactions), read, marked sent and their acceptance recorded in batches of 500");
+
+        // The same rows (seed, pages of 1000) as the pull catch-up takes in below.
+        var applyPages = Payloads.Chunks(sizes.ApplyRows, 1000, seed: 5).ToList();
+        var c4 = await MeasureAsync("C4 SQLite raw apply of pulled rows", async () => await Ceilings.ApplyAsync(work.FullName, applyPages),
+            $"{sizes.ApplyRows} Engram rows (sessions, observations, prompts, relations, edits, deletes) upserted by hand-written SQL into an Engram database, FTS triggers on, pages of 1000 in one transaction each; no tombstones, deferral or outcome rows, foreign keys off");
+        applyPages.Clear();
 
         var naiveLatencies = new List<double>();
         var b = await MeasureAsync("B naive: 1 message, 1 txn, 1 reply per mutation", async () =>
@@ -134,6 +141,24 @@ public static class BenchmarkRunner
                 latencies.AddRange(await PipelineBench.LatencyAsync(amqp, db, work.FullName, offered, TimeSpan.FromSeconds(latencySeconds)));
                 return latencies.Count / (double)latencySeconds;
             }, $"{offered * latencySeconds} mutations over {latencySeconds} s, 1 device", latencies);
+        }
+
+        // L, the loop: every device takes in every other's rows. Offered loads are in all, shared by the writers.
+        var loop = new Dictionary<(int Writers, int? Offered), Row>();
+        foreach (var (writers, label) in new[] { (1, "1 writer + 3 readers"), (4, "4 writers") })
+        {
+            foreach (var offered in sizes.LoopOfferedLoads.Select(o => (int?)o).Append(null))
+            {
+                var latencies = new List<double>();
+                var mutations = offered is { } load ? load * latencySeconds : sizes.LoopRows;
+                loop[(writers, offered)] = await MeasureAsync(offered is null ? $"L {label}, saturation" : $"L {label} at {offered}/s offered", async () =>
+                {
+                    var (amqp, db) = await FreshAsync("loop");
+                    var (rate, toVisible) = await PipelineBench.LoopAsync(amqp, db, work.FullName, devices: 4, writers, mutations, offered);
+                    latencies.AddRange(toVisible);
+                    return rate;
+                }, $"{mutations} mutations{(offered is null ? "" : $" over {latencySeconds} s")}, 4 devices; rows/s every device took in (cloud head over first write to all settled); latency journal commit to pipeline_applied.applied_at on each other device", latencies);
+            }
         }
 
         // Backlog: the same device starts with 10x more unsent journal; its peak memory should not follow.
@@ -182,11 +207,26 @@ public static class BenchmarkRunner
         table.AppendLine(CultureInfo.InvariantCulture,
             $"Pull catch-up / raw read = {catchUp.MutationsPerSecond:0} / {rawRead.MutationsPerSecond:0} rows/s = {catchUp.MutationsPerSecond / rawRead.MutationsPerSecond:P0}");
         table.AppendLine(CultureInfo.InvariantCulture, $"P (best) / min(C1 x {MutationsPerMessage}, C2, C3) = {best:0} / {ceiling:0} = {best / ceiling:P0}   (target >= 50%)");
+        var takeIn = Math.Min(c4.MutationsPerSecond, rawRead.MutationsPerSecond);
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"Catch-up / min(C4, raw read) = {catchUp.MutationsPerSecond:0} / {takeIn:0} = {catchUp.MutationsPerSecond / takeIn:P0}   (target >= 50%: {Met(catchUp.MutationsPerSecond / takeIn >= 0.5)})");
+        var loopCeiling = Math.Min(c4.MutationsPerSecond / 3, best);
+        var fourWriters = loop[(4, null)].MutationsPerSecond;
+        table.AppendLine(CultureInfo.InvariantCulture,
+            $"L (4 writers) / min(C4/3, push path P (best)) = {fourWriters:0} / {loopCeiling:0} = {fourWriters / loopCeiling:P0}   (target >= 50%: {Met(fourWriters / loopCeiling >= 0.5)})");
+        foreach (var ((writers, offered), row) in loop.Where(l => l.Key.Offered is 100 or 1_000))
+        {
+            var target = offered == 100 ? 50 : 100;
+            table.AppendLine(CultureInfo.InvariantCulture,
+                $"L latency p99 at {offered}/s offered, {(writers == 1 ? "1 writer + 3 readers" : "4 writers")} = {row.P99Ms:0} ms   (target <= {target} ms: {Met(row.P99Ms <= target)})");
+        }
         foreach (var row in rows)
         {
             table.AppendLine(CultureInfo.InvariantCulture, $"  {row.Name}: {row.Note}");
         }
         work.Delete(recursive: true);
         return (rows, table.ToString());
+
+        static string Met(bool met) => met ? "met" : "not met";
     }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Monitoring;
@@ -43,28 +44,8 @@ public static class PipelineBench
     {
         await using var cluster = await StartAsync(amqp, cloudDb, directory, devices: 1);
         var device = cluster.Devices[0];
-        var workload = new EngramWorkload(11, device.DeviceId, [Payloads.Project], enrollAfter: 0);
-        var committed = new Dictionary<long, DateTimeOffset>();
-        var tick = TimeSpan.FromMilliseconds(10);
-        var perTick = Math.Max(1, perSecond / 100);
-        using var timer = new PeriodicTimer(tick);
-        var clock = Stopwatch.StartNew();
-        long journaled = 0;
-        while (clock.Elapsed < duration && await timer.WaitForNextTickAsync())
-        {
-            // Catch up on ticks missed while a write was slow, so the offered load stays what was asked.
-            var due = Math.Min((long)(clock.Elapsed.TotalSeconds * perSecond), journaled + (perTick * 10));
-            while (journaled < due)
-            {
-                var seqs = workload.Next(device.Engram);
-                var now = DateTimeOffset.UtcNow;
-                foreach (var seq in seqs)
-                {
-                    committed[seq] = now;
-                }
-                journaled += seqs.Count;
-            }
-        }
+        var committed = new ConcurrentDictionary<(string Device, long Seq), DateTimeOffset>();
+        await OfferAsync(device, new EngramWorkload(11, device.DeviceId, [Payloads.Project], enrollAfter: 0), perSecond, duration, committed);
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(5), CancellationToken.None, untilCursorsAtHead: false);
 
         var latencies = new List<double>();
@@ -76,12 +57,65 @@ public static class PipelineBench
         await using var reader = await select.ExecuteReaderAsync();
         while (await reader.ReadAsync())
         {
-            if (committed.TryGetValue(reader.GetInt64(0), out var at) && EngramTime.Parse(reader.GetString(1)) is { } recorded)
+            if (committed.TryGetValue((device.DeviceId, reader.GetInt64(0)), out var at) && EngramTime.Parse(reader.GetString(1)) is { } recorded)
             {
                 latencies.Add((recorded - at).TotalMilliseconds);
             }
         }
         return latencies;
+    }
+
+    /// <summary>
+    /// L, the loop: <paramref name="devices"/> devices syncing one project, the first <paramref name="writers"/> of them
+    /// using Engram (the others only enrolled), <paramref name="mutations"/> journaled in all: as fast as Engram goes, or
+    /// offered at <paramref name="perSecond"/> a second in all. The rate is the cloud's head (the rows every device must
+    /// take in) over the time from the first write until every device has answered its journal, its cursor is at the
+    /// head and nothing it could replay is deferred. The latencies are from each journal commit to the row applied on
+    /// each other device (its <c>pipeline_applied.applied_at</c>, from when Engram's search finds it), as the simulation
+    /// measures them.
+    /// </summary>
+    public static async Task<(double Rate, List<double> ToVisible)> LoopAsync(Uri amqp, string cloudDb, string directory, int devices, int writers,
+        int mutations, int? perSecond)
+    {
+        await using var cluster = await StartAsync(amqp, cloudDb, directory, devices);
+        foreach (var reader in cluster.Devices.Skip(writers))
+        {
+            reader.Engram.EnrollProject(Payloads.Project);
+        }
+        var committed = new ConcurrentDictionary<(string Device, long Seq), DateTimeOffset>();
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(cluster.Devices.Take(writers).Select((device, i) =>
+        {
+            var workload = new EngramWorkload(23 + i, device.DeviceId, [Payloads.Project], enrollAfter: 0);
+            return perSecond is { } offered
+                ? OfferAsync(device, workload, offered / writers, TimeSpan.FromSeconds((double)mutations / offered), committed)
+                : Task.Run(() => SimulationRun.Use(device, workload, mutations / writers, committed, CancellationToken.None));
+        }));
+        await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(10), CancellationToken.None);
+        var rate = await cluster.Cloud.HeadAsync(Payloads.Project, CancellationToken.None) / clock.Elapsed.TotalSeconds;
+        return (rate, await SimulationRun.ToVisibleAsync(cluster, committed, CancellationToken.None));
+    }
+
+    /// <summary>
+    /// Uses Engram on <paramref name="device"/> at <paramref name="perSecond"/> mutations a second, every 10 ms, for
+    /// <paramref name="duration"/>, recording when each journal row was committed (the time each Engram operation returned).
+    /// </summary>
+    private static async Task OfferAsync(DeviceNode device, EngramWorkload workload, int perSecond, TimeSpan duration,
+        ConcurrentDictionary<(string Device, long Seq), DateTimeOffset> committed)
+    {
+        var perTick = Math.Max(1, perSecond / 100);
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
+        var clock = Stopwatch.StartNew();
+        long journaled = 0;
+        while (clock.Elapsed < duration && await timer.WaitForNextTickAsync())
+        {
+            // Catch up on ticks missed while a write was slow, so the offered load stays what was asked.
+            var due = Math.Min((long)(clock.Elapsed.TotalSeconds * perSecond), journaled + (perTick * 10));
+            while (journaled < due)
+            {
+                journaled += SimulationRun.Record(device, workload.Next(device.Engram), committed);
+            }
+        }
     }
 
     /// <summary>

@@ -25,18 +25,23 @@ public sealed class When_the_benchmark_runs_at_smoke_size(ServersFixture servers
         Assert.Equal(
         [
             "C1 RabbitMQ.Client publish+consume", "C2 Npgsql binary COPY", "C2 Npgsql multi-row INSERT (unnest)",
-            "C3 SQLite journal + mapping/cursor", "B naive: 1 message, 1 txn, 1 reply per mutation",
+            "C3 SQLite: Engram's journal write + mapping/cursor", "C4 SQLite raw apply of pulled rows", "B naive: 1 message, 1 txn, 1 reply per mutation",
             "P Engram.Pipeline, 1 device(s)", "P Engram.Pipeline, 2 device(s)",
             "P lever: 100 per batch, 4 in flight", "P lever: 250 per batch, 4 in flight", "P lever: 500 per batch, 1 in flight",
-            "P latency at 200/s offered", "P backlog drain, 300 journaled", "P backlog drain, 600 journaled",
+            "P latency at 200/s offered",
+            "L 1 writer + 3 readers at 100/s offered", "L 1 writer + 3 readers, saturation", "L 4 writers at 100/s offered", "L 4 writers, saturation",
+            "P backlog drain, 300 journaled", "P backlog drain, 600 journaled",
             "C2 Npgsql raw read of the log", "P pull catch-up of a new device",
         ], names);
         Assert.All(rows.RootElement.EnumerateArray(), row =>
             Assert.True(row.GetProperty("mutationsPerSecond").GetDouble() > 0, $"{row.GetProperty("name")} measured nothing"));
         Assert.All(rows.RootElement.EnumerateArray().Where(row => row.GetProperty("name").GetString() is { } name
-                && (name.StartsWith('B') || name.Contains("latency", StringComparison.Ordinal))),
+                && (name.StartsWith('B') || name.StartsWith('L') || name.Contains("latency", StringComparison.Ordinal))),
             row => Assert.Equal(JsonValueKind.Number, row.GetProperty("p99Ms").ValueKind));
         Assert.Contains("P (best) / B", run.Output, StringComparison.Ordinal);
         Assert.Contains("Pull catch-up / raw read", run.Output, StringComparison.Ordinal);
+        Assert.Contains("Catch-up / min(C4, raw read)", run.Output, StringComparison.Ordinal);
+        Assert.Contains("L (4 writers) / min(C4/3, push path", run.Output, StringComparison.Ordinal);
+        Assert.Contains("L latency p99 at 100/s offered", run.Output, StringComparison.Ordinal);
     }
 }
