@@ -221,11 +221,8 @@ public sealed class When_the_cloud_answers_a_push
     public async Task An_ack_of_a_row_engram_removed_still_records_its_mapping()
     {
         using var device = TestDevice.Create();
-        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
-        var observation = device.RecordObservations(1, session: "s2")[0];
         // Sent meanwhile; then the session ends, and Engram replaces its unsent upsert.
-        var ended = Assert.Single(device.Engram.EndSession("s2", "done"));
-        Assert.Equal(0, device.Count($"SELECT COUNT(*) FROM sync_mutations WHERE seq = {started}"));
+        var (started, observation, ended) = device.WithdrawnSessionUpsert();
 
         await device.ApplyAsync(TestDevice.Reply((started, 1), (observation, 2)));
 
@@ -359,10 +356,7 @@ public sealed class When_a_delayed_copy_of_a_batch_meets_a_row_engram_withdrew
     {
         using var device = TestDevice.Create();
         // Batch [started, observation] is sent and delayed; the session ends, and Engram replaces its unsent upsert.
-        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
-        var observation = device.RecordObservations(1, session: "s2")[0];
-        var ended = Assert.Single(device.Engram.EndSession("s2", "done"));
-        Assert.Equal(0, device.Count($"SELECT COUNT(*) FROM sync_mutations WHERE seq = {started}"));
+        var (started, observation, ended) = device.WithdrawnSessionUpsert();
         // The resend [observation, ended] (previousLocalSeq 0) is placed and moves the cloud's mark to ended.
         await device.ApplyAsync(TestDevice.Reply((observation, 1), (ended, 2)));
 

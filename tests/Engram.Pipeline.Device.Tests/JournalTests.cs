@@ -66,10 +66,8 @@ public sealed class When_the_publisher_reads_the_journal
     public async Task A_row_engram_removed_leaves_a_gap_and_the_batches_chain_across_it()
     {
         using var device = TestDevice.Create();
-        var started = Assert.Single(device.Engram.CreateSession("s2", TestDevice.Project, "/home/a/team"));
-        var observation = device.RecordObservations(1, session: "s2")[0];
         // A second pending upsert of the session deletes the first.
-        var ended = Assert.Single(device.Engram.EndSession("s2", "done"));
+        var (started, observation, ended) = device.WithdrawnSessionUpsert();
 
         var first = await device.ReadBatchAsync(null, maxMutations: 1);
         var second = await device.ReadBatchAsync(first!.LastSeq, maxMutations: 1);

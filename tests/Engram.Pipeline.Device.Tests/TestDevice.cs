@@ -57,6 +57,19 @@ public sealed class TestDevice : IDisposable
         return device;
     }
 
+    /// <summary>
+    /// Engram withdraws a pending row: session s2 starts (seq Started), gets an observation, and ends; the end's upsert
+    /// replaces the unsent start's, whose row is gone from the journal.
+    /// </summary>
+    public (long Started, long Observation, long Ended) WithdrawnSessionUpsert()
+    {
+        var started = Assert.Single(Engram.CreateSession("s2", Project, "/home/a/team"));
+        var observation = RecordObservations(1, session: "s2")[0];
+        var ended = Assert.Single(Engram.EndSession("s2", "done"));
+        Assert.Equal(0, Count($"SELECT COUNT(*) FROM sync_mutations WHERE seq = {started}"));
+        return (started, observation, ended);
+    }
+
     /// <summary>Saves <paramref name="count"/> distinct observations in session s1; returns the seq each journaled.</summary>
     public IReadOnlyList<long> RecordObservations(int count, string title = "note", string project = Project, string session = Session) =>
         Enumerable.Range(0, count)
