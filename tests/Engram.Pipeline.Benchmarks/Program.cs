@@ -2,7 +2,8 @@ using System.Text.Json;
 using Engram.Pipeline.Benchmarks;
 using Engram.Pipeline.Testing;
 
-// dotnet run -c Release --project tests/Engram.Pipeline.Benchmarks -- [--quick | --smoke] [--json PATH]
+// dotnet build -c Release Engram.Pipeline.sln && dotnet run -c Release --no-build --project tests/Engram.Pipeline.Benchmarks -- [--quick | --smoke] [--json PATH]
+// (the backlog and catch-up rows run the Release builds of the services as processes)
 var sizes = args.Contains("--smoke") ? BenchmarkSizes.Smoke : args.Contains("--quick") ? BenchmarkSizes.Quick : BenchmarkSizes.Full;
 var jsonIndex = Array.IndexOf(args, "--json");
 var jsonPath = jsonIndex >= 0 && jsonIndex + 1 < args.Length ? args[jsonIndex + 1] : null;

@@ -15,7 +15,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$out"
 command -v perf >/dev/null || { apt-get install -y linux-perf >/dev/null; }
 
-DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet run -c Release --project "$root/tests/Engram.Pipeline.Benchmarks" -- "$@" \
+dotnet build -c Release -v q "$root/Engram.Pipeline.sln"
+DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet run -c Release --no-build --project "$root/tests/Engram.Pipeline.Benchmarks" -- "$@" \
     >"$out/table.txt" 2>"$out/progress.txt" &
 bench=$!
 
