@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Engram.Pipeline.Contracts;
+using Engram.Pipeline.DeviceSync.Monitoring;
 using Engram.Pipeline.DeviceSync.Pull;
 
 namespace Engram.Pipeline.Device.Tests;
@@ -298,6 +299,7 @@ public sealed class When_a_pull_follows_a_refused_push
         await pages.ApplyAsync(TestDevice.Team, Page(head: 2), CancellationToken.None);
 
         Assert.Equal(Refused, device.Rows(ProjectState).Single());
+        Assert.Equal("not-authorised: no push to team", SyncCounts.Read(device.Database, TestDevice.Team).Refusal);
         Assert.Equal(2, device.Count("SELECT cloud_head FROM pipeline_targets WHERE target_key = 'cloud:team'"));
 
         // A page bringing back an own row (placed before the refusal) and another device's row.
@@ -324,6 +326,7 @@ public sealed class When_a_pull_follows_a_refused_push
         await device.ApplyAsync(TestDevice.Reply((seqs[1], 3)));
 
         Assert.Equal("healthy|0|null|null|1", device.Rows(ProjectState).Single());
+        Assert.Null(SyncCounts.Read(device.Database, TestDevice.Team).Refusal);
     }
 
     [Fact]

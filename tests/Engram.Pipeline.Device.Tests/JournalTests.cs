@@ -190,6 +190,28 @@ public sealed class When_batches_are_in_flight
     }
 
     [Fact]
+    public void A_batch_too_large_for_the_cloud_halves_the_limit_and_is_sent_again_with_those_after_it()
+    {
+        var window = new InFlightWindow();
+        var now = DateTimeOffset.UtcNow;
+        var a = Sent(1, 100, now);
+        var b = Sent(101, 200, now);
+        window.Add(a);
+        window.Add(b);
+        Assert.Null(window.MaxMutations);
+
+        Assert.Equal(50, window.Shrink(a.Id));
+
+        Assert.Equal(0, window.Count);
+        Assert.Equal(50, window.MaxMutations);
+        var one = Sent(1, 1, now);
+        window.Add(one);
+        Assert.Null(window.Shrink(one.Id));           // a batch of one cannot shrink: the refusal stands
+        Assert.Equal(50, window.MaxMutations);
+        Assert.Equal(1, window.Count);
+    }
+
+    [Fact]
     public void An_old_unanswered_batch_expires_the_whole_window()
     {
         var window = new InFlightWindow();

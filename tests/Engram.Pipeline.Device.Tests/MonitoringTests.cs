@@ -61,7 +61,8 @@ public sealed class When_a_database_has_rows_in_every_state : IAsyncLifetime
     }
 
     private static readonly SyncCounts Expected =
-        new(Unsent: 2, InFlight: 2, Acked: 2, Rejected: 1, Pulled: 3, Deferred: 1, Dead: 1, Cursor: 5, Head: 6);
+        new(Unsent: 2, InFlight: 2, Acked: 2, Rejected: 1, Pulled: 3, Deferred: 1, Dead: 1, Cursor: 5, Head: 6,
+            Refusal: "not-authorised: no push to team");
 
     [Fact]
     public void Sync_counts_count_each_row_once_in_its_state()

@@ -49,7 +49,7 @@ public sealed class PipelineWorld : IAsyncDisposable
 
     /// <summary>A world on <paramref name="servers"/>, or on the embedded default when there are none.</summary>
     public static async Task<PipelineWorld> CreateAsync(TestServers? servers, string scenario, int ingestProcesses,
-        IReadOnlyDictionary<string, string?>? deviceSettings = null)
+        IReadOnlyDictionary<string, string?>? deviceSettings = null, IReadOnlyDictionary<string, string?>? ingestSettings = null)
     {
         var name = ServersFixture.UniqueName(scenario);
         var work = Directory.CreateTempSubdirectory($"engram-{name}-");
@@ -64,6 +64,7 @@ public sealed class PipelineWorld : IAsyncDisposable
         {
             IngestProcesses = ingestProcesses,
             DeviceSettings = deviceSettings ?? new Dictionary<string, string?>(),
+            IngestSettings = ingestSettings ?? new Dictionary<string, string?>(),
         });
         return new PipelineWorld(servers, name, work, cluster);
     }

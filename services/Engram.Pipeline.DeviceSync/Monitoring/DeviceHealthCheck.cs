@@ -3,9 +3,10 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 namespace Engram.Pipeline.DeviceSync.Monitoring;
 
 /// <summary>
-/// Ready while the Engram database answers; degraded while another holder has Engram's sync lease (the device then
-/// syncs nothing), while the publisher or the puller keeps failing (and retrying), or while a target's cursor lags
-/// its head by more than the threshold.
+/// Ready while the Engram database answers. Unhealthy while the cloud refuses a target's batches for a reason the
+/// device cannot fix by itself (it keeps retrying, and is healthy again once a batch is accepted); degraded while
+/// another holder has Engram's sync lease (the device then syncs nothing), while the publisher or the puller keeps
+/// failing (and retrying), or while a target's cursor lags its head by more than the threshold.
 /// </summary>
 public sealed class DeviceHealthCheck(DeviceRuntime device, HealthOptions options) : IHealthCheck
 {
@@ -26,6 +27,12 @@ public sealed class DeviceHealthCheck(DeviceRuntime device, HealthOptions option
             if (device.Lease.OtherHolder is { } holder)
             {
                 problems.Insert(0, $"Engram's sync lease is held by {holder}; syncing nothing until it is free");
+            }
+            var refused = counts.Where(t => t.counts.Refusal is not null)
+                .Select(t => $"{t.target}: the cloud refuses its batches ({t.counts.Refusal}); retrying").ToList();
+            if (refused.Count > 0)
+            {
+                return Task.FromResult(HealthCheckResult.Unhealthy($"{summary}; {string.Join("; ", refused.Concat(problems))}"));
             }
             return Task.FromResult(problems.Count > 0
                 ? HealthCheckResult.Degraded($"{summary}; {string.Join("; ", problems)}")

@@ -16,7 +16,12 @@ namespace Engram.Pipeline.DeviceSync.Monitoring;
 /// <param name="Dead">Pulled rows that can never apply, kept in <c>sync_apply_deferred</c> for an operator.</param>
 /// <param name="Cursor">The unified cursor.</param>
 /// <param name="Head">The last head of the target's log the device heard of.</param>
-public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rejected, long Pulled, long Deferred, long Dead, long Cursor, long Head)
+/// <param name="Refusal">
+/// The cloud's refusal of this device's batches while it stands (<c>not-authorised</c>, <c>invalid-batch</c>, a batch of
+/// one still too large): the device cannot fix it by itself. Null once the cloud accepts a batch again.
+/// </param>
+public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rejected, long Pulled, long Deferred, long Dead, long Cursor, long Head,
+    string? Refusal = null)
 {
     /// <summary>Journal rows the cloud has not answered yet, sent or not.</summary>
     public long Pending => Unsent + InFlight;
@@ -48,7 +53,8 @@ public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rej
                 (SELECT COUNT(*) FROM sync_apply_deferred WHERE target_key = 'cloud' AND project = $project AND apply_status = 'deferred'),
                 (SELECT COUNT(*) FROM sync_apply_deferred WHERE target_key = 'cloud' AND project = $project AND apply_status = 'dead'),
                 COALESCE((SELECT unified_cursor FROM sync_state WHERE target_key = $target), 0),
-                COALESCE((SELECT cloud_head FROM pipeline_targets WHERE target_key = $target), 0)
+                COALESCE((SELECT cloud_head FROM pipeline_targets WHERE target_key = $target), 0),
+                (SELECT reason_message FROM sync_state WHERE target_key = $target AND lifecycle = 'degraded')
             """;
         select.Parameters.AddWithValue("$target", target.Key);
         select.Parameters.AddWithValue("$project", target.Project);
@@ -56,7 +62,7 @@ public sealed record SyncCounts(long Unsent, long InFlight, long Acked, long Rej
         reader.Read();
         var (pending, inFlight) = (reader.GetInt64(0), reader.GetInt64(1));
         return new SyncCounts(pending - inFlight, inFlight, reader.GetInt64(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5),
-            reader.GetInt64(6), reader.GetInt64(7), reader.GetInt64(8));
+            reader.GetInt64(6), reader.GetInt64(7), reader.GetInt64(8), reader.IsDBNull(9) ? null : reader.GetString(9));
     }
 
     /// <summary>

@@ -8,6 +8,7 @@ public sealed class InFlightWindow
 {
     private readonly Lock _lock = new();
     private readonly List<SentBatch> _batches = [];
+    private int? _maxMutations;
 
     public sealed record SentBatch(Guid Id, long FirstSeq, long LastSeq, int Count, DateTimeOffset SentAt);
 
@@ -37,6 +38,35 @@ public sealed class InFlightWindow
     public void Answered(Guid batchId)
     {
         lock (_lock) { _batches.RemoveAll(b => b.Id == batchId); }
+    }
+
+    /// <summary>
+    /// Mutations per batch this target's cloud takes, once it refused a batch as too large; null until then (the
+    /// publisher's own limit holds).
+    /// </summary>
+    public int? MaxMutations
+    {
+        get { lock (_lock) { return _maxMutations; } }
+    }
+
+    /// <summary>
+    /// The cloud refused this batch as too large (its limits are below the device's): later batches carry at most half
+    /// as many mutations, and it and the batches chained after it are sent again. Returns the new limit, or null when
+    /// the batch held one mutation and cannot shrink (or is no longer in flight).
+    /// </summary>
+    public int? Shrink(Guid batchId)
+    {
+        lock (_lock)
+        {
+            var index = _batches.FindIndex(b => b.Id == batchId);
+            if (index < 0 || _batches[index].Count <= 1)
+            {
+                return null;
+            }
+            _maxMutations = Math.Min(_maxMutations ?? int.MaxValue, _batches[index].Count / 2);
+            _batches.RemoveRange(index, _batches.Count - index);
+            return _maxMutations;
+        }
     }
 
     /// <summary>The cloud refused this batch: it and the batches chained after it are sent again.</summary>

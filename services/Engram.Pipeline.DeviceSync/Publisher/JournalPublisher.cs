@@ -75,7 +75,8 @@ public sealed partial class JournalPublisher(
         }
         while (window.Count < _options.MaxBatchesInFlight)
         {
-            var batch = await journal.ReadBatchAsync(target, window.LastSeq, _options.MaxBatchMutations, _options.MaxBatchBytes, ct);
+            var batch = await journal.ReadBatchAsync(target, window.LastSeq, Math.Min(_options.MaxBatchMutations, window.MaxMutations ?? int.MaxValue),
+                _options.MaxBatchBytes, ct);
             if (batch is null)
             {
                 return;
