@@ -10,7 +10,7 @@ public sealed class When_cloud_ingest_is_scaled_out(ServersFixture servers, ITes
 {
     private const int Targets = 4;
     private const int DevicesPerTarget = 2;
-    private const int MutationsPerDevice = 1_000;
+    private const int MutationsPerDevice = 600;
 
     [Fact]
     public async Task One_and_then_four_ingest_processes_keep_every_invariant_over_several_targets()

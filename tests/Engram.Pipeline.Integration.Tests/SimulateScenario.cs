@@ -11,7 +11,7 @@ namespace Engram.Pipeline.Integration.Tests;
 public sealed class When_four_devices_simulate_their_workloads_on_the_embedded_default(ITestOutputHelper output)
 {
     /// <summary>Enough for every kind of mutation to race every other; the figures worth quoting come from the benchmark.</summary>
-    private const int MutationsPerDevice = 1_000;
+    private const int MutationsPerDevice = 600;
 
     [Fact]
     public async Task Every_invariant_passes_and_the_devices_converge()
