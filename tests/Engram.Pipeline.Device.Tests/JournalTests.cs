@@ -204,6 +204,7 @@ public sealed class When_batches_are_in_flight
 
         Assert.Equal(0, window.Count);
         Assert.Equal(50, window.MaxMutations);
+        Assert.Equal(50, window.Shrink(b.Id));        // refused too, but dropped with a: it goes again under the new limit
         var one = Sent(1, 1, now);
         window.Add(one);
         Assert.Null(window.Shrink(one.Id));           // a batch of one cannot shrink: the refusal stands

@@ -23,6 +23,9 @@ public sealed class When_the_clouds_batch_limit_is_below_the_devices
 
         Assert.InRange(device.Runtime.Targets.Window("team").MaxMutations!.Value, 1, 40);
         Assert.Null(SyncCounts.Read(device.Runtime.Database, new SyncTarget("team")).Refusal);
+        // Every refused batch was sent again smaller, those in flight behind the first too: none was kept as a refusal.
+        var status = Assert.Single(await DeviceStatus.ReadAsync(device.DatabasePath, cloudHead: null, CancellationToken.None));
+        Assert.Null(status.LastRefusal);
         await world.AssertInvariantsAsync();
         await world.AssertEveryJournalRowMappedAsync(seqs.Count);
     }

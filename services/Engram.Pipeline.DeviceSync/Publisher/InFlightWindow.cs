@@ -51,15 +51,20 @@ public sealed class InFlightWindow
 
     /// <summary>
     /// The cloud refused this batch as too large (its limits are below the device's): later batches carry at most half
-    /// as many mutations, and it and the batches chained after it are sent again. Returns the new limit, or null when
-    /// the batch held one mutation and cannot shrink (or is no longer in flight).
+    /// as many mutations, and it and the batches chained after it are sent again. Returns the limit now in force: also
+    /// for a batch no longer in flight, which an earlier refusal dropped and which goes again under that limit. Null
+    /// when the batch held one mutation and cannot shrink.
     /// </summary>
     public int? Shrink(Guid batchId)
     {
         lock (_lock)
         {
             var index = _batches.FindIndex(b => b.Id == batchId);
-            if (index < 0 || _batches[index].Count <= 1)
+            if (index < 0)
+            {
+                return _maxMutations;
+            }
+            if (_batches[index].Count <= 1)
             {
                 return null;
             }
