@@ -71,7 +71,7 @@ public static class SimulationRun
 
         var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud, await cluster.DatabasesAsync(ct), ct);
         return new SimulationReport(verdicts, committed.Count, elapsed,
-            Summarise(await LatenciesAsync(cluster, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct)),
+            Summarise(await ToAcceptedAsync(cluster, committed, ct)),
             Summarise(await ToVisibleAsync(cluster, committed, ct)));
     }
 
@@ -99,6 +99,14 @@ public static class SimulationRun
         }
         return seqs.Count;
     }
+
+    /// <summary>
+    /// From journal commit to the cloud's answer recorded on the device that wrote it (its mapping's <c>synced_at</c>),
+    /// in milliseconds, sorted, one sample per mapped row.
+    /// </summary>
+    public static Task<List<double>> ToAcceptedAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
+        CancellationToken ct) =>
+        LatenciesAsync(cluster, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct);
 
     /// <summary>
     /// From journal commit to the mutation applied on another device (found by Engram's own search from then on: its

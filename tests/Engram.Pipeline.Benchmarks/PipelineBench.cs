@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Monitoring;
-using Engram.Pipeline.DeviceSync.Storage;
 using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Testing;
@@ -48,21 +47,7 @@ public static class PipelineBench
         await OfferAsync(device, new EngramWorkload(11, device.DeviceId, [Payloads.Project], enrollAfter: 0), perSecond, duration, committed);
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(5), CancellationToken.None, untilCursorsAtHead: false);
 
-        var latencies = new List<double>();
-        await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
-        await connection.OpenAsync();
-        await using var select = connection.CreateCommand();
-        select.CommandText = "SELECT local_seq, synced_at FROM sync_seq_mapping WHERE target_key = $target";
-        select.Parameters.AddWithValue("$target", SyncTarget.LocalKey(Payloads.Project));
-        await using var reader = await select.ExecuteReaderAsync();
-        while (await reader.ReadAsync())
-        {
-            if (committed.TryGetValue((device.DeviceId, reader.GetInt64(0)), out var at) && EngramTime.Parse(reader.GetString(1)) is { } recorded)
-            {
-                latencies.Add((recorded - at).TotalMilliseconds);
-            }
-        }
-        return latencies;
+        return await SimulationRun.ToAcceptedAsync(cluster, committed, CancellationToken.None);
     }
 
     /// <summary>
