@@ -1,7 +1,10 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Engram.Pipeline.Contracts;
 using Engram.Pipeline.DeviceSync.Apply;
+using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.DeviceSync.Pull;
 using Engram.Pipeline.DeviceSync.Storage;
 using Microsoft.Data.Sqlite;
 
@@ -750,4 +753,52 @@ internal sealed class TestEngram : IDisposable
 internal sealed class FixedClock(DateTimeOffset now) : TimeProvider
 {
     public override DateTimeOffset GetUtcNow() => now;
+}
+
+public sealed class When_a_deferred_rows_parent_never_comes
+{
+    private const long Horizon = EngramApplier.DeferralHorizon;
+
+    [Fact]
+    public async Task It_is_dead_once_the_log_is_the_horizon_past_it_and_its_parent_coming_later_does_not_revive_it()
+    {
+        using var device = TestDevice.Create();
+        var pages = new PageApplier(device.Database, device.Identity, TimeProvider.System);
+        await pages.ApplyAsync(TestDevice.Team, Page(
+            Row(1, "observation", "obs-1", Payload.Observation("obs-1", "s2", "waits for s2")),
+            Row(2, "observation", "obs-2", Payload.Observation("obs-2", "s3", "waits for s3"))), CancellationToken.None);
+        // The log runs on with rows of no concern to these two (as if pulled), up to the horizon past the first.
+        device.Execute("UPDATE sync_state SET unified_cursor = $seq WHERE target_key = 'cloud:team'", ("$seq", Horizon));
+
+        await pages.ApplyAsync(TestDevice.Team, Page(Row(Horizon + 1, "session", "s3", Payload.Session("s3"))), CancellationToken.None);
+        await pages.ApplyAsync(TestDevice.Team, Page(Row(Horizon + 2, "session", "s2", Payload.Session("s2"))), CancellationToken.None);
+
+        Assert.Equal(["obs-2"], device.Rows("SELECT sync_id FROM observations"));
+        Assert.Equal(["1|dead", "2|applied"], device.Rows("SELECT cloud_seq, outcome FROM pipeline_applied WHERE entity = 'observation' ORDER BY cloud_seq"));
+        Assert.Equal([$"obs-1|dead|pulled_parent_session_missing|its parent did not come within {Horizon} cloud seqs"],
+            device.Rows("SELECT entity_key, apply_status, reason_code, last_error FROM sync_apply_deferred"));
+        var counts = SyncCounts.Read(device.Database, TestDevice.Team);
+        Assert.Equal((0, 1, Horizon + 2), (counts.Deferred, counts.Dead, counts.Cursor));
+    }
+
+    [Fact]
+    public void One_whose_parent_is_here_waits_for_its_replay_instead()
+    {
+        using var engram = new TestEngram();
+        engram.Pull(5, "observation", "upsert", "obs-1", Payload.Observation("obs-1", "s1", "its session came just in time"));
+        engram.Pull(Horizon + 5, "session", "upsert", "s1", Payload.Session("s1"));
+
+        Assert.Equal(0, engram.Run((applier, _) => applier.ExpireDeferred("team", Horizon + 6)));
+        Assert.Equal(1, engram.Replay());
+        Assert.Equal("applied", engram.Outcome(5));
+    }
+
+    private static MutationsPage Page(params CloudMutation[] rows) =>
+        new() { TargetKey = TestDevice.Project, Mutations = rows, ThroughSeq = rows[^1].CloudSeq, Head = rows[^1].CloudSeq };
+
+    private static CloudMutation Row(long seq, string entity, string key, string payload) => new()
+    {
+        CloudSeq = seq, DeviceId = "device-b", LocalSeq = seq, Entity = entity, Op = "upsert", EntityKey = key, Payload = payload,
+        OccurredAt = DateTimeOffset.UnixEpoch,
+    };
 }

@@ -62,9 +62,17 @@ internal sealed class Deferral(Statements sql, TimeProvider clock)
     }
 
     /// <summary>The project's (<c>$project</c>) deferred rows <c>d</c> whose parents are here now.</summary>
-    internal const string Ready = $"""
-        d.target_key = 'cloud' AND d.project = $project AND d.apply_status = 'deferred' AND {OwnRows}
-              AND CASE
+    internal const string Ready = $"{Mine} AND {ParentsHere}";
+
+    /// <summary>The project's (<c>$project</c>) rows <c>d</c> the pipeline deferred, still waiting.</summary>
+    private const string Mine = $"d.target_key = 'cloud' AND d.project = $project AND d.apply_status = 'deferred' AND d.{OwnRows}";
+
+    /// <summary>
+    /// Whether the parents of row <c>d</c> are here: the session of an observation or prompt, both ends of a relation,
+    /// the observation of a soft delete or the end of its wait.
+    /// </summary>
+    private const string ParentsHere = """
+              CASE
                   WHEN d.entity = 'observation' AND d.op = 'delete' THEN
                       EXISTS (SELECT 1 FROM observations WHERE sync_id = d.entity_key)
                       OR NOT EXISTS (SELECT 1 FROM sync_apply_deferred u WHERE u.target_key = 'cloud' AND u.project = d.project
@@ -75,6 +83,30 @@ internal sealed class Deferral(Statements sql, TimeProvider clock)
                       AND EXISTS (SELECT 1 FROM observations WHERE sync_id = json_extract(d.payload, '$.target_id'))
                   ELSE 1 END
         """;
+
+    /// <summary>The lowest cloud seq among the project's waiting rows, or null when none waits.</summary>
+    public long? OldestWaiting(string project) =>
+        sql.Scalar($"SELECT MIN(d.remote_seq) FROM sync_apply_deferred d WHERE {Mine}", ("$project", project)) as long?;
+
+    /// <summary>
+    /// Before the log's row at <paramref name="cloudSeq"/> is examined: the rows that have waited for a parent more than
+    /// <see cref="EngramApplier.DeferralHorizon"/> seqs end as dead, as on every other device. A row whose parents are here waits for its
+    /// replay instead. Returns how many died.
+    /// </summary>
+    public int Expire(string project, long cloudSeq)
+    {
+        var expired = $"{Mine} AND d.remote_seq < $before AND NOT ({ParentsHere})";
+        (string, object?)[] parameters = [("$project", project), ("$before", cloudSeq - EngramApplier.DeferralHorizon)];
+        sql.Execute($"""
+            UPDATE pipeline_applied SET outcome = 'dead', applied_at = $now
+            WHERE target_key = $target AND cloud_seq IN (SELECT d.remote_seq FROM sync_apply_deferred d WHERE {expired})
+            """, [.. parameters, ("$target", EngramRules.TargetKey(project)), ("$now", EngramTime.Iso(clock.GetUtcNow()))]);
+        return sql.Execute($"""
+            UPDATE sync_apply_deferred AS d SET apply_status = 'dead', last_attempted_at = $now,
+                last_error = 'its parent did not come within {EngramApplier.DeferralHorizon} cloud seqs'
+            WHERE {expired}
+            """, [.. parameters, ("$now", Now)]);
+    }
 
     /// <summary>Whether an upsert of the observation waits here for its session.</summary>
     public bool HasWaitingUpsert(string project, string syncId) =>

@@ -23,6 +23,15 @@ public sealed class EngramApplier(SqliteTransaction transaction, TimeProvider cl
     private const int SqliteConstraint = 19;
     private const int MaxReplayFailures = 5;
 
+    /// <summary>
+    /// How far the log may run past a deferred row, in cloud seqs, before the row is dead. A parent comes after its
+    /// child in the log only when one device wrote both (Engram journals a session's upsert when the session ends, and a
+    /// device refers only to what it wrote or pulled); so on every device that defers a row, whether its parent comes
+    /// within the horizon depends on the log alone, and every device ends the row alike. A constant, not a setting:
+    /// devices with different horizons would diverge.
+    /// </summary>
+    public const long DeferralHorizon = 100_000;
+
     private readonly Statements _sql = new(transaction);
 
     public ApplyResult Apply(PulledMutation mutation)
@@ -57,6 +66,15 @@ public sealed class EngramApplier(SqliteTransaction transaction, TimeProvider cl
         }
         return applied;
     }
+
+    /// <summary>The lowest cloud seq among the project's rows waiting for a parent, or null when none waits.</summary>
+    public long? OldestDeferred(string project) => new Deferral(_sql, clock).OldestWaiting(project);
+
+    /// <summary>
+    /// Before the log's row at <paramref name="cloudSeq"/> is examined: the project's rows that have waited for a parent
+    /// more than <see cref="DeferralHorizon"/> seqs end as dead, alike on every device; returns how many.
+    /// </summary>
+    public int ExpireDeferred(string project, long cloudSeq) => new Deferral(_sql, clock).Expire(project, cloudSeq);
 
     /// <summary>Replays one deferred row; returns the outcome it was resolved with, or null when it stays deferred.</summary>
     private string? ReplayOne(Deferral deferral, string project, DeferredRow row)

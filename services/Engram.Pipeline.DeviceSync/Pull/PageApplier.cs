@@ -48,6 +48,7 @@ public sealed class PageApplier(EngramDatabase database, DeviceIdentity identity
             {
                 foreach (var row in chunk)
                 {
+                    writer.Examine(row.CloudSeq);
                     if (row.DeviceId == identity.DeviceId)
                     {
                         writer.RecogniseOwn(row);
@@ -102,6 +103,7 @@ public sealed class PageApplier(EngramDatabase database, DeviceIdentity identity
         private readonly SqliteCommand _taken;
         private readonly SqliteCommand _record;
         private readonly SqliteCommand _ownLater;
+        private long? _oldestDeferred;
 
         public Writer(SqliteTransaction transaction, SyncTarget target, TimeProvider clock)
         {
@@ -131,6 +133,20 @@ public sealed class PageApplier(EngramDatabase database, DeviceIdentity identity
                     WHERE latest.acked_at IS NULL OR s.cloud_seq > $cloud)
                 """, ("$target", target.Key));
             _applier = new EngramApplier(transaction, clock, OwnEditIsLater);
+            _oldestDeferred = _applier.OldestDeferred(target.Project);
+        }
+
+        /// <summary>
+        /// Before the log's row at <paramref name="cloudSeq"/>: rows that waited for a parent past the horizon end as
+        /// dead, at the same seq on every device. Rows deferred since the transaction began are younger than the horizon.
+        /// </summary>
+        public void Examine(long cloudSeq)
+        {
+            if (_oldestDeferred is { } oldest && cloudSeq - oldest > EngramApplier.DeferralHorizon)
+            {
+                _applier.ExpireDeferred(_target.Project, cloudSeq);
+                _oldestDeferred = _applier.OldestDeferred(_target.Project);
+            }
         }
 
         /// <summary>This device's own row: record where the cloud put it, even if Engram removed the row since; never apply it again.</summary>
