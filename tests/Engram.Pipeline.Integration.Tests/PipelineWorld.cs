@@ -47,9 +47,13 @@ public sealed class PipelineWorld : IAsyncDisposable
         IReadOnlyDictionary<string, string?>? deviceSettings = null, string backend = Backends.RabbitMq) =>
         await CreateAsync(backend == Backends.RabbitMq ? await fixture.GetAsync() : null, scenario, ingestProcesses, deviceSettings);
 
-    /// <summary>A world on <paramref name="servers"/>, or on the embedded default when there are none.</summary>
+    /// <summary>
+    /// A world on <paramref name="servers"/>, or on the embedded default when there are none; <paramref name="cloudDbOptions"/>
+    /// are Npgsql connection string keywords the ingest adds (e.g. <c>Command Timeout=2</c>).
+    /// </summary>
     public static async Task<PipelineWorld> CreateAsync(TestServers? servers, string scenario, int ingestProcesses,
-        IReadOnlyDictionary<string, string?>? deviceSettings = null, IReadOnlyDictionary<string, string?>? ingestSettings = null)
+        IReadOnlyDictionary<string, string?>? deviceSettings = null, IReadOnlyDictionary<string, string?>? ingestSettings = null,
+        string? cloudDbOptions = null)
     {
         var name = ServersFixture.UniqueName(scenario);
         var work = Directory.CreateTempSubdirectory($"engram-{name}-");
@@ -59,6 +63,7 @@ public sealed class PipelineWorld : IAsyncDisposable
         {
             rabbit = await servers.CreateVirtualHostAsync(name);
             cloudDb = await servers.CreateDatabaseAsync(name);
+            cloudDb = cloudDbOptions is null ? cloudDb : $"{cloudDb};{cloudDbOptions}";
         }
         var cluster = new PipelineCluster(new ClusterSettings(rabbit, cloudDb, work.FullName)
         {

@@ -43,6 +43,18 @@ internal sealed class LocalServers : IAsyncDisposable
         }
     }
 
+    /// <summary>Runs <c>rabbitmqctl</c> on the private node, with the node's own environment (node name, cookie).</summary>
+    public async Task RabbitMqCtlAsync(IReadOnlyList<string> arguments)
+    {
+        var ctl = await ProgramRunner.RunAsync("bash",
+            ["-c", """. "$0/node.env" && exec /usr/lib/rabbitmq/bin/rabbitmqctl -q "$@" """, Path.Combine(_stateDirectory, "rabbitmq"), .. arguments],
+            _scriptTimeout);
+        if (ctl.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"rabbitmqctl {string.Join(' ', arguments)} failed ({ctl.Describe()}):{Environment.NewLine}{ctl.Output}");
+        }
+    }
+
     /// <summary>Runs up.sh (which starts whichever server is stopped) and reads the endpoints from the env file it writes.</summary>
     public async Task<ServerEndpoints> UpAsync()
     {

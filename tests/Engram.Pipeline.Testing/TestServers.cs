@@ -92,6 +92,11 @@ public sealed class TestServers : IAsyncDisposable
         await local.UpAsync();
     }
 
+    /// <summary>Runs <c>rabbitmqctl</c> on the broker of <see cref="StartPrivateAsync"/> (to raise and clear its resource alarms, say).</summary>
+    public Task RabbitMqCtlAsync(params string[] arguments) =>
+        (_owner as LocalServers ?? throw new InvalidOperationException("Only the broker of StartPrivateAsync takes rabbitmqctl commands."))
+        .RabbitMqCtlAsync(arguments);
+
     /// <summary>
     /// Servers in containers through Testcontainers, whatever the machine: a Docker engine is started and the images
     /// are provided (pulled, or built as stand-ins) when they are not there (<see cref="DockerEngine"/>).
