@@ -71,8 +71,8 @@ public static class SimulationRun
 
         var verdicts = await InvariantChecker.CheckAllAsync(cluster.Cloud, await cluster.DatabasesAsync(ct), ct);
         return new SimulationReport(verdicts, committed.Count, elapsed,
-            Summarise(await ToAcceptedAsync(cluster, committed, ct)),
-            Summarise(await ToVisibleAsync(cluster, committed, ct)));
+            Summarise(await ToAcceptedAsync(await cluster.DatabasesAsync(ct), committed, ct)),
+            Summarise(await ToVisibleAsync(await cluster.DatabasesAsync(ct), committed, ct)));
     }
 
     /// <summary>
@@ -85,17 +85,17 @@ public static class SimulationRun
         for (var journaled = 0; journaled < mutations;)
         {
             ct.ThrowIfCancellationRequested();
-            journaled += Record(device, workload.Next(device.Engram), committed);
+            journaled += Record(device.DeviceId, workload.Next(device.Engram), committed);
         }
     }
 
-    /// <summary>Records <paramref name="seqs"/>, journaled on <paramref name="device"/> just now, as committed; returns how many.</summary>
-    public static int Record(DeviceNode device, IReadOnlyList<long> seqs, ConcurrentDictionary<(string Device, long Seq), DateTimeOffset> committed)
+    /// <summary>Records <paramref name="seqs"/>, journaled on device <paramref name="deviceId"/> just now, as committed; returns how many.</summary>
+    public static int Record(string deviceId, IReadOnlyList<long> seqs, ConcurrentDictionary<(string Device, long Seq), DateTimeOffset> committed)
     {
         var now = DateTimeOffset.UtcNow;
         foreach (var seq in seqs)
         {
-            committed[(device.DeviceId, seq)] = now;
+            committed[(deviceId, seq)] = now;
         }
         return seqs.Count;
     }
@@ -104,17 +104,17 @@ public static class SimulationRun
     /// From journal commit to the cloud's answer recorded on the device that wrote it (its mapping's <c>synced_at</c>),
     /// in milliseconds, sorted, one sample per mapped row.
     /// </summary>
-    public static Task<List<double>> ToAcceptedAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
-        CancellationToken ct) =>
-        LatenciesAsync(cluster, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct);
+    public static Task<List<double>> ToAcceptedAsync(IReadOnlyList<DeviceDatabaseRef> devices,
+        IReadOnlyDictionary<(string, long), DateTimeOffset> committed, CancellationToken ct) =>
+        LatenciesAsync(devices, committed, "SELECT $device, local_seq, synced_at FROM sync_seq_mapping", ct);
 
     /// <summary>
     /// From journal commit to the mutation applied on another device (found by Engram's own search from then on: its
     /// <c>pipeline_applied.applied_at</c>), in milliseconds, sorted, one sample per row and device that applied it.
     /// </summary>
-    public static Task<List<double>> ToVisibleAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
-        CancellationToken ct) =>
-        LatenciesAsync(cluster, committed, "SELECT origin_device, origin_local_seq, applied_at FROM pipeline_applied WHERE outcome = 'applied'", ct);
+    public static Task<List<double>> ToVisibleAsync(IReadOnlyList<DeviceDatabaseRef> devices,
+        IReadOnlyDictionary<(string, long), DateTimeOffset> committed, CancellationToken ct) =>
+        LatenciesAsync(devices, committed, "SELECT origin_device, origin_local_seq, applied_at FROM pipeline_applied WHERE outcome = 'applied'", ct);
 
     private static async Task ReportAsync(PipelineCluster cluster, Stopwatch clock, IProgress<SimulationProgress> progress, CancellationToken ct)
     {
@@ -150,11 +150,11 @@ public static class SimulationRun
     /// From journal commit to the moment a device recorded it: the cloud's answer on the device that wrote it (its
     /// mapping), or the mutation applied on another device (found by Engram's own search from then on).
     /// </summary>
-    private static async Task<List<double>> LatenciesAsync(PipelineCluster cluster, IReadOnlyDictionary<(string, long), DateTimeOffset> committed,
-        string sql, CancellationToken ct)
+    private static async Task<List<double>> LatenciesAsync(IReadOnlyList<DeviceDatabaseRef> devices,
+        IReadOnlyDictionary<(string, long), DateTimeOffset> committed, string sql, CancellationToken ct)
     {
         var latencies = new List<double>();
-        foreach (var device in cluster.Devices)
+        foreach (var device in devices)
         {
             await using var connection = new SqliteConnection($"Data Source={device.DatabasePath};Mode=ReadOnly;Pooling=False");
             await connection.OpenAsync(ct);
@@ -175,7 +175,8 @@ public static class SimulationRun
         return latencies;
     }
 
-    private static Latency Summarise(List<double> sorted) => new(Percentile(sorted, 0.50), Percentile(sorted, 0.99), sorted.Count);
+    /// <summary>The median and 99th percentile of <paramref name="sorted"/> latencies.</summary>
+    public static Latency Summarise(List<double> sorted) => new(Percentile(sorted, 0.50), Percentile(sorted, 0.99), sorted.Count);
 
     private static double Percentile(List<double> sorted, double p) =>
         sorted.Count == 0 ? 0 : sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(p * sorted.Count) - 1)];

@@ -47,7 +47,7 @@ public static class PipelineBench
         await OfferAsync(device, new EngramWorkload(11, device.DeviceId, [Payloads.Project], enrollAfter: 0), perSecond, duration, committed);
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(5), CancellationToken.None, untilCursorsAtHead: false);
 
-        return await SimulationRun.ToAcceptedAsync(cluster, committed, CancellationToken.None);
+        return await SimulationRun.ToAcceptedAsync(await cluster.DatabasesAsync(CancellationToken.None), committed, CancellationToken.None);
     }
 
     /// <summary>
@@ -78,7 +78,7 @@ public static class PipelineBench
         }));
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(10), CancellationToken.None);
         var rate = await cluster.Cloud.HeadAsync(Payloads.Project, CancellationToken.None) / clock.Elapsed.TotalSeconds;
-        return (rate, await SimulationRun.ToVisibleAsync(cluster, committed, CancellationToken.None));
+        return (rate, await SimulationRun.ToVisibleAsync(await cluster.DatabasesAsync(CancellationToken.None), committed, CancellationToken.None));
     }
 
     /// <summary>
@@ -98,7 +98,7 @@ public static class PipelineBench
             var due = Math.Min((long)(clock.Elapsed.TotalSeconds * perSecond), journaled + (perTick * 10));
             while (journaled < due)
             {
-                journaled += SimulationRun.Record(device, workload.Next(device.Engram), committed);
+                journaled += SimulationRun.Record(device.DeviceId, workload.Next(device.Engram), committed);
             }
         }
     }

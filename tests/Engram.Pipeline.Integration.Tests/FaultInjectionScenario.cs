@@ -1,8 +1,10 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Engram.Pipeline.Cloud.Storage.Postgres;
 using Engram.Pipeline.DeviceSync;
 using Engram.Pipeline.DeviceSync.Monitoring;
+using Engram.Pipeline.Simulation;
 using Engram.Pipeline.Simulation.EngramApp;
 using Engram.Pipeline.Simulation.Verification;
 using Engram.Pipeline.Testing;
@@ -13,26 +15,32 @@ using Xunit.Abstractions;
 namespace Engram.Pipeline.Integration.Tests;
 
 /// <summary>
-/// I7 under fire. The services run as OS processes on private RabbitMQ and PostgreSQL servers while
-/// every device records continuously (as the Engram application does, from another process), and
-/// randomised rounds kill -9 an ingest process or a device process (its publisher, cursor service
-/// and puller), restart the broker or the database, or stall an ingest process past the broker's
-/// delivery timeout. Every killed part is started again; at the end I1–I6 are checked from the databases.
+/// I7 under fire, for minutes: a soak. The services run as OS processes on private RabbitMQ and PostgreSQL servers
+/// while four devices record at a steady rate (as the Engram application does, from another process), and randomised
+/// faults, spread evenly over the run, kill -9 an ingest process or a device process (its publisher, cursor service
+/// and puller), restart the broker or the database, or stall an ingest process past the broker's delivery timeout.
+/// Every killed part is started again. At the start and at the end it reports each process's resident memory and
+/// open handles, the queues' depths and the latency from journal commit to the cloud's answer, so that a leak or a
+/// growing backlog shows; at the end I1–I6 are checked from the databases.
 /// </summary>
 /// <remarks>
-/// CI runs 5 rounds: the five faults, each once, in a seeded order. A long run:
-/// <c>ENGRAM_FAULT_ROUNDS=60 dotnet test tests/Engram.Pipeline.Integration.Tests --filter "FullyQualifiedName~crash"</c>;
-/// <c>ENGRAM_FAULT_SEED</c> replays the schedule of a run (the test prints its seed).
-/// It needs none of the shared servers but runs in their collection, one scenario at a time: its restarts and stalls
-/// race deadlines, and on a 2-core machine beside the other scenarios a restart took longer than up.sh's 2 minutes.
+/// CI runs 2 minutes at 25 mutations/s per device, with the five faults once each in a seeded order. A long run:
+/// <c>ENGRAM_SOAK_MINUTES=30 ENGRAM_FAULT_ROUNDS=10 dotnet test tests/Engram.Pipeline.Integration.Tests --filter "FullyQualifiedName~crash"</c>
+/// (<c>ENGRAM_SOAK_RATE</c> sets the rate per device); <c>ENGRAM_FAULT_SEED</c> replays the schedule of a run (the test
+/// prints its seed). It needs none of the shared servers but runs in their collection, one scenario at a time: its
+/// restarts and stalls race deadlines, and on a 2-core machine beside the other scenarios a restart took longer than
+/// up.sh's 2 minutes.
 /// </remarks>
 [Collection(ServersFixture.Collection)]
 public sealed class When_processes_crash_and_servers_restart_under_load(ITestOutputHelper output)
 {
     private const string Target = "faults";
-    private const int Devices = 3;
+    private const int Devices = 4;
     private const int IngestProcesses = 2;
     private static readonly TimeSpan _deliveryTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the start's and the end's latencies are measured over.</summary>
+    private static readonly TimeSpan SampleWindow = TimeSpan.FromSeconds(15);
 
     private enum Fault { KillIngest, KillDevice, RestartBroker, RestartDatabase, StallIngest }
 
@@ -40,10 +48,13 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
     public async Task Nothing_is_lost_or_duplicated_and_every_device_converges()
     {
         var rounds = int.Parse(Environment.GetEnvironmentVariable("ENGRAM_FAULT_ROUNDS") ?? "5", CultureInfo.InvariantCulture);
+        var duration = TimeSpan.FromMinutes(double.Parse(Environment.GetEnvironmentVariable("ENGRAM_SOAK_MINUTES") ?? "2", CultureInfo.InvariantCulture));
+        var rate = int.Parse(Environment.GetEnvironmentVariable("ENGRAM_SOAK_RATE") ?? "25", CultureInfo.InvariantCulture);
         var seed = int.TryParse(Environment.GetEnvironmentVariable("ENGRAM_FAULT_SEED"), CultureInfo.InvariantCulture, out var given)
             ? given
             : Random.Shared.Next();
-        output.WriteLine($"seed {seed} (ENGRAM_FAULT_SEED={seed} ENGRAM_FAULT_ROUNDS={rounds} replays this schedule)");
+        output.WriteLine($"seed {seed} (ENGRAM_FAULT_SEED={seed} ENGRAM_FAULT_ROUNDS={rounds} ENGRAM_SOAK_MINUTES={duration.TotalMinutes} replays this schedule); " +
+                         $"{Devices} devices at {rate} mutations/s each");
         var random = new Random(seed);
         var schedule = Enum.GetValues<Fault>().OrderBy(_ => random.Next())
             .Concat(Enumerable.Range(0, rounds).Select(_ => (Fault)random.Next(5))).Take(rounds).ToList();
@@ -76,14 +87,23 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         }
 
         using var stopRecording = new CancellationTokenSource();
-        var recorders = devices.Select((device, i) => RecordAsync(system.DatabasePath(device), device, seed + i, stopRecording.Token)).ToList();
+        var committed = new ConcurrentDictionary<(string Device, long Seq), DateTimeOffset>();
+        var recordingSince = DateTimeOffset.UtcNow;
+        var recorders = devices.Select((device, i) => RecordAsync(system.DatabasePath(device), device, seed + i, rate, committed, stopRecording.Token))
+            .ToList();
 
         var counts = Enum.GetValues<Fault>().ToDictionary(f => f, _ => 0);
+        var killed = new HashSet<string>();
         int restarts = 0, killsInFlight = 0, killsBehind = 0;
         var healthDuringOutage = new List<string>();
         var clock = Stopwatch.StartNew();
-        foreach (var fault in schedule)
+        await WaitUntilAsync(clock, SampleWindow);
+        var first = await SampleAsync(system, servers, name);
+        for (var round = 0; round < schedule.Count; round++)
         {
+            // The faults spread evenly over the run, the first after the start's sample.
+            await WaitUntilAsync(clock, duration * (round + 1) / (schedule.Count + 1));
+            var fault = schedule[round];
             counts[fault]++;
             switch (fault)
             {
@@ -98,6 +118,7 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
                         killsBehind += behind ? 1 : 0;
                     }
                     await system[victim].KillAsync();
+                    killed.Add(victim);
                     await Task.Delay(TimeSpan.FromMilliseconds(random.Next(2000)));
                     await system.RestartAsync(victim);
                     restarts++;
@@ -118,8 +139,9 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
                     break;
             }
             output.WriteLine($"{clock.Elapsed.TotalSeconds,6:0.0} s  {fault}");
-            await Task.Delay(TimeSpan.FromMilliseconds(1000 + random.Next(2000)));
         }
+        await WaitUntilAsync(clock, duration);
+        var last = await SampleAsync(system, servers, name);
 
         await stopRecording.CancelAsync();
         var recorded = (await Task.WhenAll(recorders)).Sum();
@@ -163,6 +185,21 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
             output.WriteLine($"{(verdict.Pass ? "PASS" : "FAIL")} {verdict.Name}: {verdict.Detail}");
         }
 
+        var dbs = devices.Select(d => new DeviceDatabaseRef(d, system.DatabasePath(d), [Target])).ToList();
+        var accepted = await SimulationRun.ToAcceptedAsync(dbs, committed, CancellationToken.None);
+        var latencies = await Task.WhenAll(new[] { TimeSpan.Zero, duration - SampleWindow }.Select(async from =>
+            SimulationRun.Summarise(await SimulationRun.ToAcceptedAsync(dbs, committed.Where(c => c.Value - recordingSince >= from
+                && c.Value - recordingSince < from + SampleWindow).ToDictionary(), CancellationToken.None))));
+        output.WriteLine($"{"at the start and the end",-40} {"start",10} {"end",10}");
+        foreach (var (what, start) in first)
+        {
+            // A process killed and started again is a new one at the end.
+            var again = killed.Any(name => what.StartsWith(name + " ", StringComparison.Ordinal)) ? " (restarted)" : "";
+            output.WriteLine($"{what + again,-40} {start,10} {last.GetValueOrDefault(what, "-"),10}");
+        }
+        output.WriteLine($"{"commit to accepted p50 / p99, ms",-40} {$"{latencies[0].P50:0} / {latencies[0].P99:0}",10} {$"{latencies[1].P50:0} / {latencies[1].P99:0}",10}" +
+                         $"   (rows committed in the first and the last {SampleWindow.TotalSeconds:0} s; all {accepted.Count}: p99 {SimulationRun.Summarise(accepted).P99:0} ms)");
+
         Assert.True(recorded > 0, "nothing was recorded");
         Assert.Equal(0, lost);
         Assert.Equal(0, duplicated);
@@ -175,18 +212,57 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         work.Delete(recursive: true);
     }
 
-    /// <summary>The Engram application's part, from its own connection: uses Engram (journaling a few rows) every 50 ms until stopped.</summary>
-    private static async Task<int> RecordAsync(string databasePath, string deviceId, int seed, CancellationToken stop)
+    /// <summary>
+    /// The Engram application's part, from its own connection: uses Engram at <paramref name="rate"/> journal rows a second
+    /// until stopped, noting when each row was committed.
+    /// </summary>
+    private static async Task<int> RecordAsync(string databasePath, string deviceId, int seed, int rate,
+        ConcurrentDictionary<(string Device, long Seq), DateTimeOffset> committed, CancellationToken stop)
     {
         using var engram = new EngramWriter(databasePath, new Random(seed));
         var workload = new EngramWorkload(seed, deviceId, [Target], enrollAfter: 0);
+        var clock = Stopwatch.StartNew();
         var recorded = 0;
         while (!stop.IsCancellationRequested)
         {
-            recorded += workload.Journal(engram, 10).Count;
-            await Task.Delay(50, CancellationToken.None);
+            while (recorded < rate * clock.Elapsed.TotalSeconds)
+            {
+                recorded += SimulationRun.Record(deviceId, workload.Next(engram), committed);
+            }
+            await Task.Delay(20, CancellationToken.None);
         }
         return recorded;
+    }
+
+    /// <summary>The soak's clock reaching <paramref name="at"/>: its schedule is in time, not in conditions.</summary>
+    private static async Task WaitUntilAsync(Stopwatch clock, TimeSpan at)
+    {
+        if (at > clock.Elapsed)
+        {
+            await Task.Delay(at - clock.Elapsed);
+        }
+    }
+
+    /// <summary>Each service's resident memory and open handles, and the depth of the pipeline's queues, right now.</summary>
+    private static async Task<Dictionary<string, string>> SampleAsync(RunningSystem system, TestServers servers, string virtualHost)
+    {
+        var sample = new Dictionary<string, string>();
+        foreach (var name in system.Names)
+        {
+            var process = system[name];
+            sample[$"{name} resident MiB"] = process.MemoryMb.ToString("0", CultureInfo.InvariantCulture);
+            sample[$"{name} open handles"] = process.OpenHandles.ToString(CultureInfo.InvariantCulture);
+        }
+        using var queues = await servers.GetManagementAsync($"api/queues/{Uri.EscapeDataString(virtualHost)}");
+        foreach (var queue in queues.RootElement.EnumerateArray())
+        {
+            var queueName = queue.GetProperty("name").GetString()!;
+            if (queueName.StartsWith("engram-", StringComparison.Ordinal))
+            {
+                sample[$"{queueName} messages"] = queue.TryGetProperty("messages", out var depth) ? depth.ToString() : "-";
+            }
+        }
+        return sample;
     }
 
     /// <summary>
@@ -283,6 +359,8 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
         private readonly Dictionary<string, (string Project, Dictionary<string, string> Environment, ServiceProcess Process)> _services = [];
 
         public ServiceProcess this[string name] => _services[name].Process;
+
+        public IEnumerable<string> Names => _services.Keys;
 
         public string DatabasePath(string device) => Path.Combine(workDirectory, $"{device}.db");
 

@@ -24,14 +24,13 @@ public sealed class ServiceProcess : IAsyncDisposable
     public int Id => _process.Id;
 
     /// <summary>The most resident memory the process has had so far (the kernel's VmHWM), in MiB.</summary>
-    public double PeakMemoryMb
-    {
-        get
-        {
-            var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith("VmHWM:", StringComparison.Ordinal));
-            return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
-        }
-    }
+    public double PeakMemoryMb => StatusMb("VmHWM:");
+
+    /// <summary>The process's resident memory now (the kernel's VmRSS), in MiB.</summary>
+    public double MemoryMb => StatusMb("VmRSS:");
+
+    /// <summary>The file descriptors the process holds open now: files, sockets, pipes.</summary>
+    public int OpenHandles => Directory.GetFileSystemEntries($"/proc/{_process.Id}/fd").Length;
 
     /// <summary>CPU time the process has used so far, user and system.</summary>
     public TimeSpan CpuTime
@@ -141,5 +140,11 @@ public sealed class ServiceProcess : IAsyncDisposable
             await _process.WaitForExitAsync();
         }
         _process.Dispose();
+    }
+
+    private double StatusMb(string field)
+    {
+        var line = File.ReadLines($"/proc/{_process.Id}/status").First(l => l.StartsWith(field, StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) / 1024.0;
     }
 }
