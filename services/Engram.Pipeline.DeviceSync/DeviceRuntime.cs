@@ -28,6 +28,7 @@ public sealed class DeviceRuntime
         Targets = new TargetSet(database, device);
         Lease = new SyncLease(database, identity, clock, logs.CreateLogger<SyncLease>());
         Cursor = new CursorService(database, identity, clock);
+        AnswerRetries = new AnswerRetries(clock);
         Publisher = new JournalPublisher(new JournalReader(database), PublisherWakeup, Targets, Lease, identity, routes, publisher, clock,
             logs.CreateLogger<JournalPublisher>());
         Puller = new Puller(new PageApplier(database, identity, clock), database, identity, Targets, Lease, routes, PullerWakeup, puller,
@@ -40,6 +41,10 @@ public sealed class DeviceRuntime
     public TargetSet Targets { get; }
     public SyncLease Lease { get; }
     public CursorService Cursor { get; }
+
+    /// <summary>The answers' retries while the database cannot take them; health reports a run of them.</summary>
+    public AnswerRetries AnswerRetries { get; }
+
     public JournalPublisher Publisher { get; }
     public Puller Puller { get; }
 
@@ -66,11 +71,15 @@ public sealed class DeviceRuntime
         endpoint.PublishFaults = false;
         endpoint.ConcurrentMessageLimit = 1;
         endpoint.PrefetchCount = 16;
-        // The Engram application may hold the database's write lock past the busy timeout.
+        // While the Engram application holds the write lock past the busy timeout, the disk is full or its I/O fails,
+        // the database is at fault, not the answer: the answer waits on this queue, tried again up to 15 s apart, for
+        // as long as that lasts, and never lands in _error for it. Any other failure goes to _error at once.
         endpoint.UseMessageRetry(r =>
         {
-            r.Handle<SqliteException>(e => e.SqliteErrorCode is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED);
-            r.Intervals(100, 500, 2000, 5000);
+            r.Handle<SqliteException>(e => e.SqliteErrorCode is SQLitePCL.raw.SQLITE_BUSY or SQLitePCL.raw.SQLITE_LOCKED
+                or SQLitePCL.raw.SQLITE_FULL or SQLitePCL.raw.SQLITE_IOERR);
+            r.Exponential(int.MaxValue, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(15), TimeSpan.FromMilliseconds(200));
+            r.ConnectRetryObserver(AnswerRetries);
         });
         endpoint.Consumer(() => new PushAcceptedConsumer(Cursor, Targets, PublisherWakeup, _logs.CreateLogger<PushAcceptedConsumer>()));
         endpoint.Consumer(() => new PushRejectedConsumer(Cursor, Targets, PublisherWakeup, _logs.CreateLogger<PushRejectedConsumer>()));

@@ -29,7 +29,11 @@ public sealed record ClusterSettings(Uri? RabbitMqUri, string? CloudDb, string W
     /// <summary>Competing cloud ingest processes (with RabbitMQ; the embedded bus has one).</summary>
     public int IngestProcesses { get; init; } = 1;
 
-    /// <summary>Extra configuration for every device (e.g. Publisher:ResendAfter).</summary>
+    /// <summary>
+    /// Extra configuration for every device (e.g. Publisher:ResendAfter). A <c>ConnectionStrings:DeviceDb</c> here gives
+    /// every device's connection string its keywords (e.g. <c>Default Timeout=1</c>); the Data Source is always the
+    /// device's own file.
+    /// </summary>
     public IReadOnlyDictionary<string, string?> DeviceSettings { get; init; } = new Dictionary<string, string?>();
 
     /// <summary>
@@ -122,16 +126,22 @@ public sealed class PipelineCluster : IAsyncDisposable
     }
 
     /// <summary>
-    /// Starts a device on the Engram database <c>{deviceId}.db</c> of the work directory (made on the first start, with
-    /// upstream's schema), syncing every enrolled project, or only <paramref name="target"/>. With RabbitMQ it connects
-    /// as <paramref name="account"/> if given (its own account), else as the cluster's.
+    /// Starts a device on the Engram database <c>{deviceId}.db</c> of the work directory, or of
+    /// <paramref name="databaseDirectory"/> (made on the first start, with upstream's schema), syncing every enrolled
+    /// project, or only <paramref name="target"/>. With RabbitMQ it connects as <paramref name="account"/> if given
+    /// (its own account), else as the cluster's.
     /// </summary>
-    public async Task<DeviceNode> StartDeviceAsync(string deviceId, CancellationToken ct, Uri? account = null, string? target = null, int seed = 1)
+    public async Task<DeviceNode> StartDeviceAsync(string deviceId, CancellationToken ct, Uri? account = null, string? target = null, int seed = 1,
+        string? databaseDirectory = null)
     {
-        var path = Path.Combine(_settings.WorkDirectory, $"{deviceId}.db");
+        var path = Path.Combine(databaseDirectory ?? _settings.WorkDirectory, $"{deviceId}.db");
+        var connectionString = new SqliteConnectionStringBuilder(_settings.DeviceSettings.GetValueOrDefault("ConnectionStrings:DeviceDb"))
+        {
+            DataSource = path,
+        }.ToString();
         var values = new Dictionary<string, string?>(_settings.DeviceSettings)
         {
-            ["ConnectionStrings:DeviceDb"] = $"Data Source={path}",
+            ["ConnectionStrings:DeviceDb"] = connectionString,
             ["Device:Id"] = deviceId,
             ["Device:Target"] = target,
         };
@@ -145,7 +155,7 @@ public sealed class PipelineCluster : IAsyncDisposable
             // Devices join the one in-memory bus; their options come from the same configuration keys.
             var shared = _ingest[0].Services;
             var configuration = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
-            runtime = DeviceServices.CreateRuntime($"Data Source={path}",
+            runtime = DeviceServices.CreateRuntime(connectionString,
                 Bind<DeviceOptions>(configuration, DeviceOptions.Section),
                 Bind<PublisherOptions>(configuration, PublisherOptions.Section),
                 Bind<PullerOptions>(configuration, PullerOptions.Section),

@@ -277,3 +277,38 @@ public sealed class When_a_device_attaches_to_a_database_of_another_kind : IDisp
         Assert.Equal(new string('x', 4096), File.ReadAllText(path));
     }
 }
+
+public sealed class When_the_connection_string_names_a_default_timeout : IDisposable
+{
+    private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("engram-attach-test-");
+
+    public void Dispose()
+    {
+        SqliteConnection.ClearAllPools();
+        _directory.Delete(recursive: true);
+    }
+
+    [Theory]
+    [InlineData("", 60)]
+    [InlineData(";Default Timeout=1", 1)]
+    [InlineData(";Command Timeout=5", 5)]
+    public void The_busy_timeout_follows_it_and_is_60_s_without_one(string timeout, int seconds)
+    {
+        var database = new EngramDatabase($"Data Source={Path.Combine(_directory.FullName, "engram.db")}{timeout}");
+
+        using var connection = database.Open();
+        using var busyTimeout = connection.CreateCommand();
+        busyTimeout.CommandText = "PRAGMA busy_timeout";
+
+        Assert.Equal(seconds * 1000L, (long)busyTimeout.ExecuteScalar()!);
+        Assert.Equal(seconds, connection.DefaultTimeout);
+    }
+
+    [Fact]
+    public void A_connection_string_without_a_data_source_is_refused_naming_the_setting()
+    {
+        var error = Assert.Throws<InvalidOperationException>(() => new EngramDatabase("Default Timeout=1"));
+
+        Assert.StartsWith("ConnectionStrings:DeviceDb names no Engram database", error.Message, StringComparison.Ordinal);
+    }
+}

@@ -5,8 +5,10 @@ namespace Engram.Pipeline.DeviceSync.Monitoring;
 /// <summary>
 /// Ready while the Engram database answers. Unhealthy while the cloud refuses a target's batches for a reason the
 /// device cannot fix by itself (it keeps retrying, and is healthy again once a batch is accepted); degraded while
-/// another holder has Engram's sync lease (the device then syncs nothing), while the publisher or the puller keeps
-/// failing (and retrying), or while a target's cursor lags its head by more than the threshold.
+/// another holder has Engram's sync lease (the device then syncs nothing), while the publisher, the puller or the
+/// cursor service (the answers on the device's queue) keeps failing and retrying (the broker is away, Engram holds
+/// the database's write lock, the disk is full: the reason names it), or while a target's cursor lags its head by
+/// more than the threshold.
 /// </summary>
 public sealed class DeviceHealthCheck(DeviceRuntime device, HealthOptions options) : IHealthCheck
 {
@@ -18,7 +20,11 @@ public sealed class DeviceHealthCheck(DeviceRuntime device, HealthOptions option
             var summary = counts.Count == 0
                 ? "no project enrolled in Engram's sync"
                 : string.Join("; ", counts.Select(t => $"{t.target}: {t.counts.Pending} pending, cursor {t.counts.Cursor} of head {t.counts.Head}"));
-            var problems = new[] { ("publisher", device.Publisher.Backoff.Failing), ("puller", device.Puller.Backoff.Failing) }
+            var problems = new[]
+                {
+                    ("publisher", device.Publisher.Backoff.Failing), ("puller", device.Puller.Backoff.Failing),
+                    ("cursor service", device.AnswerRetries.Failing),
+                }
                 .Where(loop => loop.Failing is not null)
                 .Select(loop => $"{loop.Item1} failing since {loop.Failing!.Since:u} ({loop.Failing.Attempts} attempts, " +
                                 $"next in {loop.Failing.NextDelay.TotalSeconds:0} s): {loop.Failing.LastError}")

@@ -56,6 +56,9 @@ public sealed partial class Puller(
             catch (Exception e) when (!stoppingToken.IsCancellationRequested)
             {
                 // The broker, the cloud or the database is away; the cursor has not moved, so nothing is skipped.
+                // The round that failed may have taken a target's TargetAdvanced: the next try catches up every target,
+                // so that it tries again what failed (and the failure stays in health until it works).
+                lastPoll = DateTimeOffset.MinValue;
                 var delay = Backoff.Failed(e, clock.GetUtcNow());
                 LogPullFailed(e, Backoff.Failing!.Attempts, delay);
                 // Stopping ends the wait, and the loop.

@@ -6,28 +6,35 @@ namespace Engram.Pipeline.DeviceSync.Storage;
 /// The Engram database the device works on, which the Engram application writes at the same time from its own
 /// process (one connection, <c>busy_timeout=5000</c>, <c>BEGIN IMMEDIATE</c>). So every write transaction here is
 /// short and immediate, and a busy database is waited out (<c>busy_timeout</c>), never an error of its own.
+/// The wait is the connection string's <c>Default Timeout</c> when it names one, else 60 s.
 /// </summary>
 public sealed class EngramDatabase
 {
     private const string EngramSchemaResource = "engram-schema.sql";
     private const string PipelineSchemaResource = "pipeline-schema.sql";
+    private const int DefaultBusyTimeoutSeconds = 60;
 
     private readonly string _connectionString;
+    private readonly int _busyTimeoutMilliseconds;
 
     public EngramDatabase(string connectionString)
     {
         var builder = new SqliteConnectionStringBuilder(connectionString)
         {
             Mode = SqliteOpenMode.ReadWriteCreate,
-            DefaultTimeout = 60,
             Pooling = true,
         };
+        if (!builder.ShouldSerialize("Default Timeout"))
+        {
+            builder.DefaultTimeout = DefaultBusyTimeoutSeconds;
+        }
         if (string.IsNullOrWhiteSpace(builder.DataSource))
         {
             throw new InvalidOperationException(
                 "ConnectionStrings:DeviceDb names no Engram database (environment variable ConnectionStrings__DeviceDb, e.g. Data Source=/home/me/.engram/engram.db).");
         }
         _connectionString = builder.ToString();
+        _busyTimeoutMilliseconds = checked(builder.DefaultTimeout * 1000);
         Path = builder.DataSource;
     }
 
@@ -45,7 +52,8 @@ public sealed class EngramDatabase
 
     /// <summary>
     /// Opens a connection with Engram's own per-connection settings: foreign keys enforced, normal synchronous
-    /// writes; and a busy timeout long enough to wait out the Engram process's write transactions.
+    /// writes; and a busy timeout (the connection string's <c>Default Timeout</c>) long enough to wait out the Engram
+    /// process's write transactions.
     /// </summary>
     public SqliteConnection Open()
     {
@@ -54,7 +62,8 @@ public sealed class EngramDatabase
         {
             connection.Open();
             using var pragmas = connection.CreateCommand();
-            pragmas.CommandText = "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 60000;";
+            // A pragma takes no parameters; the number is the builder's own int.
+            pragmas.CommandText = $"PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = {_busyTimeoutMilliseconds};";
             pragmas.ExecuteNonQuery();
             return connection;
         }
