@@ -19,7 +19,10 @@ CREATE TABLE IF NOT EXISTS cloud_mutations (
     entity       text        NOT NULL,
     op           text        NOT NULL,
     entity_key   text        NOT NULL,
-    payload      jsonb       NOT NULL,
+    -- lz4, not the default pglz: payloads of up to 256 KiB are compressed as they are stored, and pglz was a quarter
+    -- of PostgreSQL's CPU in the ingest's profile. A table made before keeps pglz until its owner runs
+    -- ALTER TABLE cloud_mutations ALTER COLUMN payload SET COMPRESSION lz4 (new rows only; nothing is rewritten).
+    payload      jsonb       COMPRESSION lz4 NOT NULL,
     occurred_at  timestamptz NOT NULL,
     accepted_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (target_key, cloud_seq),
