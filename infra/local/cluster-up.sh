@@ -81,9 +81,6 @@ if [ ! -f "$state/clustered" ]; then
   each_joining stop_app
   for i in $(seq 2 "$nodes"); do ctl "$i" join_cluster "$(node_name 1)"; done
   each_joining start_app
-  # The cloud's two shared queues lead on the nodes with the fewest leaders, not on the declaring client's, so that
-  # one node's loss takes at most one of their leaders (see the README on RabbitMQ 3.10's quorum queue clients).
-  ctl 1 set_policy --apply-to queues engram-cloud-queues '^engram-(push|pull)$' '{"queue-leader-locator":"balanced"}'
   touch "$state/clustered"
 fi
 

@@ -68,9 +68,16 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
             Assert.All(expected, queue => Assert.Equal("quorum", types.GetValueOrDefault(queue)));
         }
         var victim = await LeaderAsync(broker, broker.Nodes[0], WireNames.PushQueue, notOn: null);
-        // cluster-up.sh's policy spreads the shared queues' leaders: this node's loss leaves engram-pull's standing.
+        // Both queues lead where the ingest that declared them first is connected. On RabbitMQ 3.10 a device still
+        // connected whose pulls reach engram-pull while its leader is dead is refused until it restarts (README): this
+        // scenario is about engram-push's leader, so engram-pull's leads elsewhere, as leader rebalancing would put it.
         var pullLeader = await LeaderAsync(broker, broker.Nodes[0], WireNames.PullQueue, notOn: null);
-        Assert.NotEqual(victim, pullLeader);
+        if (pullLeader == victim)
+        {
+            pullLeader = broker.Nodes.First(node => node != victim);
+            await broker.TransferLeadershipAsync(WireNames.PullQueue, pullLeader);
+            pullLeader = await LeaderAsync(broker, broker.Nodes[0], WireNames.PullQueue, notOn: victim);
+        }
 
         // Load: the devices record while they push, and the node goes once the cloud has taken a quarter of it, by
         // when every service has published to every queue (see the README on RabbitMQ 3.10's quorum queue clients).
@@ -112,7 +119,7 @@ public sealed class When_a_broker_node_dies_under_load(ServersFixture servers, I
         output.WriteLine($"{Nodes}-node cluster, quorum queues; {pipeline.Ingest.Count} ingest hosts and {Devices} devices spread over the nodes.");
         output.WriteLine($"Killed {victim.Name} (engram-push's leader) with {acceptedAtKill} of {Devices * BeforeKill} mutations in the cloud " +
                          $"and {pendingAtKill} recorded but unanswered; engram-push's leader is now {newLeader.Name} " +
-                         $"(engram-pull's stayed on {pullLeader.Name}).");
+                         $"(engram-pull's led on {pullLeader.Name}).");
         output.WriteLine($"{Devices * AfterKill} more mutations recorded after the kill: every device had one accepted " +
                          $"{recovered.TotalSeconds:0.0} s after the kill; all {Devices * (BeforeKill + AfterKill)} accepted and pulled " +
                          $"everywhere {settled.TotalSeconds:0.0} s after it. I1-I6 PASS.");

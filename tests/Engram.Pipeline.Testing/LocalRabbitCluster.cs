@@ -84,6 +84,19 @@ public sealed class LocalRabbitCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>Moves a quorum queue's leader to <paramref name="to"/>, as RabbitMQ's own leader rebalancing does.</summary>
+    public async Task TransferLeadershipAsync(string queue, RabbitNode to)
+    {
+        var transfer = await ProgramRunner.RunAsync("bash",
+            ["-c", """. "$0/node.env" && exec /usr/lib/rabbitmq/bin/rabbitmqctl -q eval "$1" """, Path.Combine(_stateDirectory, $"node{to.Number}"),
+                $"{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<\"/\">>, queue, <<\"{queue}\">>)), rabbit_quorum_queue:transfer_leadership(Q, node())."],
+            _scriptTimeout);
+        if (transfer.ExitCode != 0 || !transfer.Stdout.Contains("migrated", StringComparison.Ordinal) || transfer.Stdout.Contains("not_migrated", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"Moving {queue}'s leader to {to.Name} failed ({transfer.Describe()}):{Environment.NewLine}{transfer.Output}");
+        }
+    }
+
     /// <summary>Stops every node and deletes the state directory.</summary>
     public async ValueTask DisposeAsync()
     {
