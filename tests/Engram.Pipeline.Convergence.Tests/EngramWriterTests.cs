@@ -1,4 +1,5 @@
 using System.Text;
+using Engram.Pipeline.Simulation.EngramApp;
 
 namespace Engram.Pipeline.Convergence.Tests;
 
@@ -107,6 +108,24 @@ public sealed class When_the_writer_journals_an_entity
         Assert.Equal(
             $$"""{"sync_id":"{{judged.SyncId}}","source_id":"{{source}}","target_id":"{{target}}","relation":"supersedes","reason":"newer \u003cwins\u003e","confidence":0.9,"judgment_status":"judged","marked_by_actor":"agent:claude-sonnet-4-6","marked_by_kind":"agent","marked_by_model":"claude-sonnet-4-6","project":"engram","created_at":"{{created}}","updated_at":"{{updated}}"}""",
             file.Payload(judged.Seqs.Single()));
+    }
+
+    [Fact]
+    public void A_relation_to_an_observation_gone_since_it_was_picked_is_refused_and_journals_nothing()
+    {
+        // A pulled hard delete removed the source between the pick and the judgment: once, such a relation was written
+        // with a blank project, kept on its device alone and never synced.
+        using var file = EngramSetup.Enrolled();
+        var source = file.Writer.AddObservation("s-1", "decision", "New", "the new way", "engram").SyncId;
+        var target = file.Writer.AddObservation("s-1", "decision", "Old", "the old way", "engram").SyncId;
+        file.Writer.DeleteObservation(source, hard: true);
+        var journaled = file.Rows("SELECT COUNT(*) FROM sync_mutations", r => r.GetInt64(0)).Single();
+
+        Assert.Throws<EngramNotFoundException>(() => file.Writer.JudgeRelation(source, target, "supersedes", null, 0.9));
+        Assert.Throws<EngramNotFoundException>(() => file.Writer.JudgeRelation(target, source, "supersedes", null, 0.9));
+
+        Assert.Equal(journaled, file.Rows("SELECT COUNT(*) FROM sync_mutations", r => r.GetInt64(0)).Single());
+        Assert.Empty(file.Rows("SELECT sync_id FROM memory_relations", r => r.GetString(0)));
     }
 
     [Fact]

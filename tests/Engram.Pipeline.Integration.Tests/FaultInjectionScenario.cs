@@ -307,9 +307,10 @@ public sealed class When_processes_crash_and_servers_restart_under_load(ITestOut
             await using var select = connection.CreateCommand();
             select.CommandText = """
                 SELECT COUNT(*) FROM sync_mutations m
-                WHERE m.target_key = 'cloud' AND m.disposition = 'pending'
-                  AND NOT EXISTS (SELECT 1 FROM sync_seq_mapping s WHERE s.target_key = 'cloud:' || m.project AND s.local_seq = m.seq)
+                WHERE m.target_key = 'cloud' AND m.disposition = 'pending' AND m.project = $project
+                  AND NOT EXISTS (SELECT 1 FROM sync_seq_mapping s WHERE s.target_key = 'cloud:' || $project AND s.local_seq = m.seq)
                 """;
+            select.Parameters.AddWithValue("$project", Target);
             lost += (long)(await select.ExecuteScalarAsync())!;
         }
         await using var duplicates = cloud.CreateCommand(

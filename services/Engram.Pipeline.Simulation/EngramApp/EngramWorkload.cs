@@ -207,8 +207,8 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
         {
             return null;
         }
-        return writer.JudgeRelation(source, target, Verbs[_random.Next(Verbs.Length)],
-            _random.Next(4) == 0 ? null : _text.Content(_random.Next(40, 200)), Math.Round(0.5 + (_random.NextDouble() * 0.49), 2)).Seqs;
+        return Refusable(() => writer.JudgeRelation(source, target, Verbs[_random.Next(Verbs.Length)],
+            _random.Next(4) == 0 ? null : _text.Content(_random.Next(40, 200)), Math.Round(0.5 + (_random.NextDouble() * 0.49), 2)).Seqs);
     }
 
     /// <summary>Deletes an ended chat-only session, which never held observations; its prompts go with it.</summary>
@@ -231,8 +231,8 @@ public sealed class EngramWorkload(int seed, string device, IReadOnlyList<string
     }
 
     /// <summary>
-    /// An edit or delete of an observation picked a moment ago: a pulled delete of another device's may have removed
-    /// it since, and Engram refuses, as it would refuse the user. Null then, so another operation takes its turn.
+    /// An edit, delete or relation of an observation picked a moment ago: a pulled delete of another device's may have
+    /// removed it since, and Engram refuses, as it would refuse the user. Null then, so another operation takes its turn.
     /// </summary>
     private static IReadOnlyList<long>? Refusable(Func<IReadOnlyList<long>> operation)
     {

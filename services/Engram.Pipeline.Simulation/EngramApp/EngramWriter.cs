@@ -469,8 +469,9 @@ public sealed class EngramWriter : IDisposable
         var syncId = NewSyncId("rel");
         var seqs = Journaled(tx =>
         {
-            var sourceProject = ObservationProject(tx, sourceSyncId);
-            var targetProject = ObservationProject(tx, targetSyncId);
+            // A pulled delete may have removed an end since the user picked it: Engram refuses, as it would refuse the user.
+            var sourceProject = ObservationProject(tx, sourceSyncId) ?? throw new EngramNotFoundException($"Observation {sourceSyncId} not found.");
+            var targetProject = ObservationProject(tx, targetSyncId) ?? throw new EngramNotFoundException($"Observation {targetSyncId} not found.");
             if (sourceProject.Length > 0 && targetProject.Length > 0 && sourceProject != targetProject)
             {
                 throw new InvalidOperationException("A relation cannot join observations of different projects.");
@@ -619,11 +620,12 @@ public sealed class EngramWriter : IDisposable
         tx.Row($"SELECT {ObservationColumns} FROM observations WHERE {where}",
             r => new StoredObservation(r.GetInt64(0), EngramBackfill.ReadObservation(r, 1)), parameters);
 
-    private static string ObservationProject(EngramTransaction tx, string syncId) =>
+    /// <summary>The project of a live observation (its own, else its session's, else blank), or null when there is none.</summary>
+    private static string? ObservationProject(EngramTransaction tx, string syncId) =>
         tx.Scalar<string>("""
             SELECT coalesce(nullif(o.project, ''), s.project, '') FROM observations o LEFT JOIN sessions s ON s.id = o.session_id
-            WHERE o.sync_id = $syncId
-            """, ("$syncId", syncId)) ?? "";
+            WHERE o.sync_id = $syncId AND o.deleted_at IS NULL
+            """, ("$syncId", syncId));
 
     /// <summary>Keeps the title and content an overwrite is about to replace, as the next version of the observation.</summary>
     private static void KeepVersion(EngramTransaction tx, long id) =>
