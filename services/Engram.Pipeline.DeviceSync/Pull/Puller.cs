@@ -67,26 +67,85 @@ public sealed partial class Puller(
         }
     }
 
-    /// <summary>Pages until the target's cursor reaches the head the cloud reports.</summary>
+    /// <summary>
+    /// Pages until the target's cursor reaches the head the cloud reports. The next page is asked for while this one
+    /// applies, so the cloud's read and the page's journey overlap the apply; when this one applies short of its end,
+    /// the next no longer starts at the cursor and is dropped for a page asked from the cursor.
+    /// </summary>
     public async Task CatchUpAsync(IRequestClient<PullMutations> client, SyncTarget target, CancellationToken ct)
     {
-        while (true)
+        var cursor = await ReadCursorAsync(target, ct);
+        PageRequest? next = Ask(cursor);
+        try
         {
-            var cursor = await ReadCursorAsync(target, ct);
-            // The request timeout counts from the send; a send whose connection dies can wait for the broker's
-            // confirm for ever, so the whole request gets the same deadline.
-            using var unanswered = new CancellationTokenSource(options.RequestTimeout, clock);
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unanswered.Token);
-            var response = await client.GetResponse<MutationsPage>(new PullMutations
+            while (true)
             {
-                TargetKey = target.Project, DeviceId = identity.DeviceId, AfterSeq = cursor, Limit = options.PageSize,
-            }, deadline.Token);
-            var result = await applier.ApplyAsync(target, response.Message, ct);
-            LogPage(target.Project, cursor, response.Message.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
-            if (result.Cursor >= result.Head || result.Cursor == cursor)
-            {
-                return;
+                var page = await next.Page;
+                await next.DisposeAsync();
+                next = page.ThroughSeq < page.Head ? Ask(page.ThroughSeq) : null;
+                var result = await applier.ApplyAsync(target, page, ct);
+                LogPage(target.Project, cursor, page.Mutations.Count, result.Applied, result.OwnRecognised, result.Cursor, result.Head);
+                if (result.Cursor >= result.Head || result.Cursor == cursor)
+                {
+                    return;
+                }
+                if (next is null || result.Cursor != page.ThroughSeq)
+                {
+                    if (next is not null)
+                    {
+                        await next.DisposeAsync();
+                    }
+                    next = Ask(result.Cursor);
+                }
+                cursor = result.Cursor;
             }
+        }
+        finally
+        {
+            if (next is not null)
+            {
+                await next.DisposeAsync();
+            }
+        }
+
+        PageRequest Ask(long afterSeq) => new(token => RequestAsync(client, target, afterSeq, token), ct);
+    }
+
+    /// <summary>Asks for the page after <paramref name="afterSeq"/>, within the request timeout from the send on.</summary>
+    private async Task<MutationsPage> RequestAsync(IRequestClient<PullMutations> client, SyncTarget target, long afterSeq, CancellationToken ct)
+    {
+        // The request timeout counts from the send; a send whose connection dies can wait for the broker's confirm for
+        // ever, so the whole request gets the same deadline.
+        using var unanswered = new CancellationTokenSource(options.RequestTimeout, clock);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct, unanswered.Token);
+        var response = await client.GetResponse<MutationsPage>(new PullMutations
+        {
+            TargetKey = target.Project, DeviceId = identity.DeviceId, AfterSeq = afterSeq, Limit = options.PageSize,
+        }, deadline.Token);
+        return response.Message;
+    }
+
+    /// <summary>A page asked for; disposing it cancels it if it is still on its way, and waits for it to end.</summary>
+    private sealed class PageRequest : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _drop;
+
+        public PageRequest(Func<CancellationToken, Task<MutationsPage>> ask, CancellationToken ct)
+        {
+            _drop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            Page = ask(_drop.Token);
+        }
+
+        public Task<MutationsPage> Page { get; }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!Page.IsCompleted)
+            {
+                await _drop.CancelAsync();
+            }
+            await ((Task)Page).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            _drop.Dispose();
         }
     }
 
