@@ -15,6 +15,7 @@ namespace Engram.Pipeline.DeviceSync;
 public sealed class DeviceRuntime
 {
     private readonly ILoggerFactory _logs;
+    private readonly CommitWatch _commits;
 
     public DeviceRuntime(EngramDatabase database, DeviceIdentity identity, DeviceOptions device, DeviceRoutes routes,
         PublisherOptions publisher, PullerOptions puller, TimeProvider clock, ILoggerFactory logs)
@@ -31,6 +32,7 @@ public sealed class DeviceRuntime
         AnswerRetries = new AnswerRetries(clock);
         Publisher = new JournalPublisher(new JournalReader(database), PublisherWakeup, Targets, Lease, identity, routes, publisher, clock,
             logs.CreateLogger<JournalPublisher>());
+        _commits = new CommitWatch(database, PublisherWakeup, clock);
         Puller = new Puller(new PageApplier(database, identity, clock), database, identity, Targets, Lease, routes, PullerWakeup, puller,
             clock, logs.CreateLogger<Puller>());
     }
@@ -48,7 +50,7 @@ public sealed class DeviceRuntime
     public JournalPublisher Publisher { get; }
     public Puller Puller { get; }
 
-    /// <summary>Wakes the publisher: a batch was answered.</summary>
+    /// <summary>Wakes the publisher: a batch was answered, or someone committed to the database.</summary>
     public Wakeup PublisherWakeup { get; }
 
     /// <summary>Wakes the puller: a target's log grew.</summary>
@@ -88,5 +90,6 @@ public sealed class DeviceRuntime
 
     /// <summary>Holds Engram's sync lease and runs the publisher and the puller until <paramref name="stoppingToken"/> fires.</summary>
     public Task RunAsync(IBus bus, CancellationToken stoppingToken) =>
-        Task.WhenAll(Lease.RunAsync(stoppingToken), Publisher.RunAsync(bus, stoppingToken), Puller.RunAsync(bus, stoppingToken));
+        Task.WhenAll(Lease.RunAsync(stoppingToken), _commits.RunAsync(stoppingToken), Publisher.RunAsync(bus, stoppingToken),
+            Puller.RunAsync(bus, stoppingToken));
 }
