@@ -197,10 +197,10 @@ public static class Ceilings
     /// <summary>
     /// C4: the device's raw apply, with no pipeline: pulled Engram mutations (<paramref name="pages"/>, as a pull hands
     /// them over) upserted or deleted into a new Engram database by hand-written SQL, its FTS triggers keeping search in
-    /// step, one transaction per page. No tombstone, deferral or outcome bookkeeping, and parents are not checked
+    /// step, one transaction per <paramref name="transactionRows"/> rows. No tombstone, deferral or outcome bookkeeping, and parents are not checked
     /// (foreign keys off): what SQLite alone can take in. Returns rows/s.
     /// </summary>
-    public static async Task<double> ApplyAsync(string directory, IReadOnlyList<Mutation[]> pages)
+    public static async Task<double> ApplyAsync(string directory, IReadOnlyList<Mutation[]> pages, int transactionRows)
     {
         var path = Path.Combine(directory, $"c4-{Guid.NewGuid():N}.db");
         Payloads.NewEngram(path, "bench-apply", seed: 19).Dispose();
@@ -214,7 +214,7 @@ public static class Ceilings
         var commands = new Dictionary<string, SqliteCommand>(StringComparer.Ordinal);
         long applied = 0;
         var clock = Stopwatch.StartNew();
-        foreach (var page in pages)
+        foreach (var page in pages.SelectMany(p => p.Chunk(transactionRows)))
         {
             await using var transaction = (SqliteTransaction)await connection.BeginTransactionAsync();
             foreach (var mutation in page)

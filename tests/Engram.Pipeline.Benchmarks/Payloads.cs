@@ -19,14 +19,22 @@ public static class Payloads
     /// <summary>The journal columns a <see cref="Mutation"/> is read from, in <see cref="Read"/>'s order.</summary>
     public const string MutationColumns = "entity, op, entity_key, payload, occurred_at";
 
+    /// <summary>
+    /// How many rows the Engram application writes for a data set; a larger one repeats them. Engram counts its unsent
+    /// journal on every write, reading each pending row, so writing an unsent journal of n rows costs n²: a million rows
+    /// through the application would take hours.
+    /// </summary>
+    public const int EngramRows = 10_000;
+
     public static List<Mutation> Mutations(int count, int seed = 1, string project = Project) =>
         Chunks(count, count, seed, project).SelectMany(c => c).ToList();
 
     /// <summary>
-    /// The first <paramref name="count"/> rows Engram journals in <paramref name="project"/> for a device of its own,
-    /// numbered 1..count (Engram's seqs have gaps where a newer session upsert replaced an unsent one). They are
-    /// journaled into a scratch database, then read back in chunks as they are enumerated, so a million rows never sit
-    /// in memory at once.
+    /// <paramref name="count"/> rows of what Engram journals in <paramref name="project"/> for a device of its own,
+    /// numbered 1..count: the first <see cref="EngramRows"/> as the application journals them (Engram's seqs have gaps
+    /// where a newer session upsert replaced an unsent one), then the same rows again and again, as if their entities
+    /// were edited once more. They are journaled into a scratch database and read back in chunks as they are
+    /// enumerated, so a million rows never sit in memory at once.
     /// </summary>
     public static IEnumerable<Mutation[]> Chunks(int count, int chunk, int seed = 1, string project = Project)
     {
@@ -35,23 +43,26 @@ public static class Payloads
         {
             using (var engram = NewEngram(path, $"payloads-{seed}", seed))
             {
-                Journal(new EngramWorkload(seed, $"payloads-{seed}", [project], enrollAfter: 0), engram, count);
+                Journal(new EngramWorkload(seed, $"payloads-{seed}", [project], enrollAfter: 0), engram, Math.Min(count, EngramRows));
             }
             using var connection = new SqliteConnection($"Data Source={path};Mode=ReadOnly;Pooling=False");
             connection.Open();
             using var select = connection.CreateCommand();
             select.CommandText = $"SELECT {MutationColumns} FROM sync_mutations ORDER BY seq LIMIT $count";
             select.Parameters.AddWithValue("$count", count);
-            using var reader = select.ExecuteReader();
             var rows = new List<Mutation>(chunk);
             var localSeq = 0L;
-            while (reader.Read())
+            while (localSeq < count)
             {
-                rows.Add(Read(reader, ++localSeq));
-                if (rows.Count == chunk)
+                using var reader = select.ExecuteReader();
+                while (localSeq < count && reader.Read())
                 {
-                    yield return [.. rows];
-                    rows.Clear();
+                    rows.Add(Read(reader, ++localSeq));
+                    if (rows.Count == chunk)
+                    {
+                        yield return [.. rows];
+                        rows.Clear();
+                    }
                 }
             }
             if (rows.Count > 0)

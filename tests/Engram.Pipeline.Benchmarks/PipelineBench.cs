@@ -17,9 +17,10 @@ public sealed record ProcessRun(double Rate, double DeviceMb, double IngestMb, d
 public static class PipelineBench
 {
     /// <summary>
-    /// Throughput: on every device, Engram is used as fast as it goes until its share is journaled; done when every
-    /// journaled row has its PushAccepted recorded. The rate counts the rows accepted (Engram removes a superseded
-    /// unsent session upsert, which is never sent).
+    /// Throughput: on every device, Engram is used as fast as it goes until its share is journaled, each device in a
+    /// project of its own (push only: no device takes in another's rows); done when every journaled row has its
+    /// PushAccepted recorded. The rate counts the rows accepted (Engram removes a superseded unsent session upsert,
+    /// which is never sent).
     /// </summary>
     public static async Task<double> ThroughputAsync(Uri amqp, string cloudDb, string directory, int devices, int mutations,
         IReadOnlyDictionary<string, string?>? deviceSettings = null)
@@ -28,27 +29,32 @@ public static class PipelineBench
         var perDevice = mutations / devices;
         var clock = Stopwatch.StartNew();
         await Task.WhenAll(cluster.Devices.Select((device, i) => Task.Run(() =>
-            Payloads.Journal(new EngramWorkload(7 + i, device.DeviceId, [Payloads.Project], enrollAfter: 0), device.Engram, perDevice))));
+            Payloads.Journal(new EngramWorkload(7 + i, device.DeviceId, [OwnProject(i)], enrollAfter: 0), device.Engram, perDevice))));
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(10), CancellationToken.None, untilCursorsAtHead: false);
         var elapsed = clock.Elapsed;
-        return cluster.Devices.Sum(device => SyncCounts.Read(device.Runtime.Database, new SyncTarget(Payloads.Project)).Acked) / elapsed.TotalSeconds;
+        return cluster.Devices.Select((device, i) => SyncCounts.Read(device.Runtime.Database, new SyncTarget(OwnProject(i))).Acked).Sum()
+            / elapsed.TotalSeconds;
     }
 
     /// <summary>
-    /// Latency at a fixed offered load: on one device, Engram journals <paramref name="perSecond"/> mutations a
-    /// second, every 10 ms, for <paramref name="duration"/>; each mutation's latency is from its journal commit (the
-    /// time each Engram operation returned) to its PushAccepted recorded (the mapping's <c>synced_at</c>).
+    /// Latency at a fixed offered load: <paramref name="devices"/> devices, each in a project of its own, share
+    /// <paramref name="perSecond"/> mutations a second, journaled every 10 ms, for <paramref name="duration"/>; each
+    /// mutation's latency is from its journal commit (the time each Engram operation returned) to its PushAccepted
+    /// recorded (the mapping's <c>synced_at</c>).
     /// </summary>
-    public static async Task<List<double>> LatencyAsync(Uri amqp, string cloudDb, string directory, int perSecond, TimeSpan duration)
+    public static async Task<List<double>> LatencyAsync(Uri amqp, string cloudDb, string directory, int devices, int perSecond, TimeSpan duration)
     {
-        await using var cluster = await StartAsync(amqp, cloudDb, directory, devices: 1);
-        var device = cluster.Devices[0];
+        await using var cluster = await StartAsync(amqp, cloudDb, directory, devices);
         var committed = new ConcurrentDictionary<(string Device, long Seq), DateTimeOffset>();
-        await OfferAsync(device, new EngramWorkload(11, device.DeviceId, [Payloads.Project], enrollAfter: 0), perSecond, duration, committed);
+        await Task.WhenAll(cluster.Devices.Select((device, i) =>
+            OfferAsync(device, new EngramWorkload(11 + i, device.DeviceId, [OwnProject(i)], enrollAfter: 0), perSecond / devices, duration, committed)));
         await cluster.WaitUntilSettledAsync(TimeSpan.FromMinutes(5), CancellationToken.None, untilCursorsAtHead: false);
 
         return await SimulationRun.ToAcceptedAsync(await cluster.DatabasesAsync(CancellationToken.None), committed, CancellationToken.None);
     }
+
+    /// <summary>The project device number <paramref name="index"/> alone writes in the push-only rows.</summary>
+    private static string OwnProject(int index) => $"{Payloads.Project}-{index + 1}";
 
     /// <summary>
     /// L, the loop: <paramref name="devices"/> devices syncing one project, the first <paramref name="writers"/> of them
@@ -105,18 +111,32 @@ public static class PipelineBench
 
     /// <summary>
     /// Writes a journal backlog of at least <paramref name="rows"/> mutations in <paramref name="project"/> into the
-    /// Engram database of device <c>bench-1</c>, through the Engram application, before any pipeline runs, into a file
-    /// to copy per run. Returns the file and the rows journaled.
+    /// Engram database of device <c>bench-1</c>, before any pipeline runs, into a file to copy per run: the first
+    /// <see cref="Payloads.EngramRows"/> through the Engram application, then those journal rows again and again, as
+    /// if their entities were edited once more. Returns the file and the rows journaled.
     /// </summary>
     public static async Task<(string Path, long Rows)> WriteBacklogAsync(string directory, string project, int rows)
     {
         var path = Path.Combine(directory, $"backlog-{Guid.NewGuid():N}.db");
         using (var engram = Payloads.NewEngram(path, "bench-1", seed: 13))
         {
-            Payloads.Journal(new EngramWorkload(13, "bench-1", [project], enrollAfter: 0), engram, rows);
+            Payloads.Journal(new EngramWorkload(13, "bench-1", [project], enrollAfter: 0), engram, Math.Min(rows, Payloads.EngramRows));
         }
         await using var connection = new SqliteConnection($"Data Source={path};Pooling=False");
         await connection.OpenAsync();
+        await using (var repeat = connection.CreateCommand())
+        {
+            repeat.CommandText = """
+                INSERT INTO sync_mutations (target_key, entity, entity_key, op, payload, source, occurred_at, project)
+                SELECT target_key, entity, entity_key, op, payload, source, occurred_at, project FROM sync_mutations ORDER BY seq LIMIT $missing
+                """;
+            var missing = repeat.Parameters.AddWithValue("$missing", 0L);
+            for (long journaled; (journaled = SyncCounts.Read(connection, new SyncTarget(project)).Pending) < rows;)
+            {
+                missing.Value = rows - journaled;
+                await repeat.ExecuteNonQueryAsync();
+            }
+        }
         await using var checkpoint = connection.CreateCommand();
         checkpoint.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
         await checkpoint.ExecuteNonQueryAsync();

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Where the CPU goes while the pipeline drains a large backlog: a system-wide perf profile taken
-# during the benchmark's largest "P backlog drain" row, split by process (device, ingest, RabbitMQ,
-# PostgreSQL) and, within each .NET process, by function.
+# Where the CPU goes in the loop at saturation: a system-wide perf profile taken during the benchmark's
+# "L 4 writers, saturation" row (four devices using Engram as fast as it goes, each taking in the others' rows),
+# split by process (the benchmark harness, which hosts the devices, the ingest and the Engram writers; RabbitMQ;
+# PostgreSQL) and, within the harness, by the pipeline's namespace on the stack and by function.
 #
-#   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [MIN_JOURNAL_MB] [BENCHMARK ARGS...]
+#   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [BENCHMARK ARGS...]
 #
-# Starts the benchmark (full unless BENCHMARK ARGS say --quick) with DOTNET_PerfMapEnabled=1 and
-# W^X off (so perf can name JIT-compiled frames), waits for a device process whose journal file is over
-# MIN_JOURNAL_MB (default 1000: the 1M-row backlog; 150 finds the quick run's 100k), records SECONDS
-# (default 60) of perf samples, and writes OUT/report.txt. The benchmark's own table goes to OUT/table.txt.
+# Starts the benchmark (full unless BENCHMARK ARGS say --quick) with DOTNET_PerfMapEnabled=1 and W^X off (so perf
+# can name JIT-compiled frames), waits until the row starts, records SECONDS (default 30) of perf samples, and writes
+# OUT/report.txt. The benchmark's own table goes to OUT/table.txt.
 set -euo pipefail
-out=$(realpath -m "$1"); seconds=${2:-60}; min_mb=${3:-1000}; shift $(( $# < 3 ? $# : 3 ))
+out=$(realpath -m "$1"); seconds=${2:-30}; shift $(( $# < 2 ? $# : 2 ))
 root=$(cd "$(dirname "$0")/../.." && pwd)
 mkdir -p "$out"
 command -v perf >/dev/null || { apt-get install -y linux-perf >/dev/null; }
@@ -20,29 +20,24 @@ DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0 dotnet run -c Release --n
     >"$out/table.txt" 2>"$out/progress.txt" &
 bench=$!
 
-device=""
-while [[ -z "$device" ]]; do
-    kill -0 "$bench" 2>/dev/null || { echo "The benchmark ended before a large backlog drain started." >&2; exit 1; }
-    for pid in $(pgrep -f Engram.Pipeline.Device.dll || true); do
-        # A process may end between pgrep and here.
-        db=$( (tr '\0' '\n' </proc/"$pid"/environ) 2>/dev/null | sed -n 's/^ConnectionStrings__DeviceDb=Data Source=//p' || true)
-        if [[ "$db" == *drain-* && -f "$db" ]] && (( $(stat -c %s "$db" 2>/dev/null || echo 0) > min_mb * 1048576 )); then device=$pid; fi
-    done
+# The saturation row starts when the last offered-load row of the 4 writers reports.
+until grep -q "^  L 4 writers at [0-9]*/s offered run" "$out/progress.txt" 2>/dev/null \
+    && [[ $(grep -c "^  L 4 writers at" "$out/progress.txt") -ge $(grep -c "^  L 1 writer + 3 readers at" "$out/progress.txt") ]]; do
+    kill -0 "$bench" 2>/dev/null || { echo "The benchmark ended before the loop's saturation row started." >&2; exit 1; }
     sleep 1
 done
-ingest=$(pgrep -n -f Engram.Pipeline.CloudIngest.dll)
-echo "Profiling device $device and ingest $ingest for $seconds s" >&2
-# Who is who, while they still run: the pipeline's processes and the servers' (the rest is "other").
+sleep 5
+harness=$(pgrep -n -f Engram.Pipeline.Benchmarks)
+echo "Profiling the loop at saturation (harness pid $harness) for $seconds s" >&2
 {
-    echo "0 idle"; echo "$device device"; echo "$ingest ingest"
-    for pid in $(pgrep -f Engram.Pipeline.Benchmarks/bin || true); do echo "$pid benchmark-harness"; done
+    echo "0 idle"; echo "$harness harness"
     for pid in $(pgrep -x beam.smp || true); do echo "$pid rabbitmq"; done
     for pid in $(pgrep -x postgres || true); do echo "$pid postgresql"; done
 } >"$out/roles.txt"
 perf record -a -g -F 499 -o "$out/perf.data" -- sleep "$seconds" 2>/dev/null
 
 {
-    echo "# CPU samples over $seconds s, by process (device pid $device, ingest pid $ingest)"
+    echo "# CPU samples over $seconds s, by process (harness pid $harness: devices, ingest and Engram writers)"
     perf script -i "$out/perf.data" -F pid 2>/dev/null | python3 -c '
 import collections, sys
 roles = dict(line.split() for line in open(sys.argv[1]))
@@ -51,27 +46,31 @@ total = sum(counts.values())
 for role, n in counts.most_common():
     print(f"{100 * n / total:6.1f}%  {role}")
 ' "$out/roles.txt"
-    echo; echo "# by library (leaf frame), as a share of each process"
-    perf script -i "$out/perf.data" -F pid,ip,dso --max-stack 1 2>/dev/null | python3 -c '
+    echo; echo "# harness samples by the innermost Engram.Pipeline namespace on the stack (the part of the system that caused them)"
+    perf script -i "$out/perf.data" --pid "$harness" -F ip,sym 2>/dev/null | python3 -c '
 import collections, re, sys
-roles = dict(line.split() for line in open(sys.argv[1]))
-counts, pid = collections.defaultdict(collections.Counter), None
+counts, frames = collections.Counter(), []
+def flush():
+    if frames:
+        owner = next((m.group(1) for f in frames if (m := re.search(r"Engram\.Pipeline\.(\w+(?:\.\w+)?)", f))), "no Engram.Pipeline frame (runtime, GC, thread pool, MassTransit)")
+        counts[owner] += 1
+    frames.clear()
 for line in sys.stdin:
-    if not line.startswith("\t"):
-        pid = line.split()[0] if line.strip() else pid
-        continue
-    library = re.search(r"\(([^)]*)\)", line)
-    if library and roles.get(pid) in ("device", "ingest"):
-        counts[roles[pid]][library.group(1).split("/")[-1]] += 1
-for role, libraries in counts.items():
-    total = sum(libraries.values())
-    print(role + ": " + ", ".join(f"{name} {100 * n / total:.0f}%" for name, n in libraries.most_common(7)))
-' "$out/roles.txt"
-    for pid in "$device" "$ingest"; do
-        echo; echo "# pid $pid: functions by self CPU, as a share of that process"
-        perf report -i "$out/perf.data" --no-children --pid "$pid" --percentage relative --sort dso,sym --stdio -g none 2>/dev/null \
-            | grep -E '^ +[0-9]' | head -40
-    done
+    if line.strip():
+        frames.append(line)
+    else:
+        flush()
+flush()
+total = sum(counts.values())
+for owner, n in counts.most_common(15):
+    print(f"{100 * n / total:6.1f}%  {owner}")
+'
+    echo; echo "# harness samples by library (leaf frame)"
+    perf report -i "$out/perf.data" --no-children --pid "$harness" --percentage relative --sort dso --stdio -g none 2>/dev/null \
+        | grep -E '^ +[0-9]' | head -10
+    echo; echo "# harness functions by self CPU"
+    perf report -i "$out/perf.data" --no-children --pid "$harness" --percentage relative --sort dso,sym --stdio -g none 2>/dev/null \
+        | grep -E '^ +[0-9]' | head -40
 } >"$out/report.txt"
 wait "$bench"
 echo "Wrote $out/report.txt and $out/table.txt" >&2
