@@ -2,7 +2,7 @@
 # Where the CPU goes in the loop at saturation: a system-wide perf profile taken during the benchmark's
 # "L 4 writers, saturation" row (four devices using Engram as fast as it goes, each taking in the others' rows),
 # split by process (the benchmark harness, which hosts the devices, the ingest and the Engram writers; RabbitMQ;
-# PostgreSQL) and, within the harness, by the pipeline's namespace on the stack and by function.
+# PostgreSQL) and, within the harness, by the part of the system and by function.
 #
 #   bash tests/Engram.Pipeline.Benchmarks/profile.sh OUT [SECONDS] [BENCHMARK ARGS...]
 #
@@ -46,28 +46,42 @@ total = sum(counts.values())
 for role, n in counts.most_common():
     print(f"{100 * n / total:6.1f}%  {role}")
 ' "$out/roles.txt"
-    echo; echo "# harness samples by the innermost Engram.Pipeline namespace on the stack (the part of the system that caused them)"
-    perf script -i "$out/perf.data" --pid "$harness" -F ip,sym 2>/dev/null | python3 -c '
+    # Native frames (SQLite, libc) carry no frame pointers, so stacks end there: samples are told apart by their leaf
+    # frame, JIT-compiled .NET code by its assembly (Engram.Pipeline's by namespace).
+    echo; echo "# harness samples by the part of the system their leaf frame is in"
+    perf script -i "$out/perf.data" --pid "$harness" -F ip,sym,dso --max-stack 1 2>/dev/null | python3 -c '
 import collections, re, sys
-counts, frames = collections.Counter(), []
-def flush():
-    if frames:
-        owner = next((m.group(1) for f in frames if (m := re.search(r"Engram\.Pipeline\.(\w+(?:\.\w+)?)", f))), "no Engram.Pipeline frame (runtime, GC, thread pool, MassTransit)")
-        counts[owner] += 1
-    frames.clear()
+counts = collections.Counter()
 for line in sys.stdin:
-    if line.strip():
-        frames.append(line)
+    line = line.strip()
+    if not line:
+        continue
+    m = re.match(r"\S+\s+(.*)\s+\(([^)]*)\)$", line)
+    if not m:
+        continue
+    sym, dso = m.group(1), m.group(2)
+    if "coreclr" in dso or "clrjit" in dso:
+        part = "CoreCLR (GC, JIT, runtime)"
+    elif "sqlite3" in dso:
+        part = "SQLite: FTS5 (search index)" if re.search(r"fts5|Fts5", sym) else "SQLite: b-tree, VDBE, pager, WAL"
+    elif "kernel" in dso:
+        part = "kernel: scheduling (context switches, yields, wake-ups)" if re.search(r"sched|switch|spin_unlock|irqentry|futex|yield|wake", sym) else "kernel: file I/O and other"
+    elif dso.split("/")[-1].startswith("libc.so"):
+        part = "libc: malloc/free" if re.search(r"malloc|free|unlink_chunk|tcache", sym) else "libc: memcmp/memmove/locks"
+    elif "perf-" in dso and dso.endswith(".map") or "doublemapper" in dso or dso.endswith(".dll"):
+        a = re.search(r"\[([A-Za-z0-9.]+)\]\s", sym)
+        asm = a.group(1) if a else "unnamed"
+        if asm.startswith("Engram.Pipeline"):
+            ns = re.search(r"\] Engram\.Pipeline\.(\w+(?:\.\w+)?)", sym)
+            asm = "Engram.Pipeline." + (ns.group(1) if ns else "?")
+        part = f".NET code: {asm}"
     else:
-        flush()
-flush()
+        part = "other: " + dso.split("/")[-1]
+    counts[part] += 1
 total = sum(counts.values())
-for owner, n in counts.most_common(15):
-    print(f"{100 * n / total:6.1f}%  {owner}")
+for part, n in counts.most_common(18):
+    print(f"{100 * n / total:6.1f}%  {part}")
 '
-    echo; echo "# harness samples by library (leaf frame)"
-    perf report -i "$out/perf.data" --no-children --pid "$harness" --percentage relative --sort dso --stdio -g none 2>/dev/null \
-        | grep -E '^ +[0-9]' | head -10
     echo; echo "# harness functions by self CPU"
     perf report -i "$out/perf.data" --no-children --pid "$harness" --percentage relative --sort dso,sym --stdio -g none 2>/dev/null \
         | grep -E '^ +[0-9]' | head -40
