@@ -11,7 +11,7 @@ namespace Engram.Pipeline.DeviceSync.Publisher;
 /// </summary>
 public sealed class CommitWatch(EngramDatabase database, Wakeup publisher, TimeProvider clock)
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(10);
 
     public async Task RunAsync(CancellationToken stoppingToken)
     {
