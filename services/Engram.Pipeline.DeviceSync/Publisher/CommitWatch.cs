@@ -43,9 +43,7 @@ public sealed class CommitWatch(EngramDatabase database, Wakeup publisher, TimeP
                 {
                     // The database is away; the publisher's own poll meets the same trouble and reports it. Open again
                     // at the next tick.
-                    version?.Dispose();
-                    connection?.Dispose();
-                    (connection, version) = (null, null);
+                    Close();
                 }
             }
         }
@@ -55,8 +53,14 @@ public sealed class CommitWatch(EngramDatabase database, Wakeup publisher, TimeP
         }
         finally
         {
+            Close();
+        }
+
+        void Close()
+        {
             version?.Dispose();
             connection?.Dispose();
+            (connection, version) = (null, null);
         }
     }
 }
